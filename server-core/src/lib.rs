@@ -1,0 +1,48 @@
+#![forbid(unsafe_code)]
+//! The engine of the chat relay: OS-neutral, `unsafe`-free.
+//!
+//! Every chunk of bytes one client sends is forwarded, unchanged, to every *other* connected
+//! client. One thread, one event loop, non-blocking std sockets, and readiness from a [`Backend`]
+//! chosen by the caller (`backend-polling`, `backend-select`).
+//!
+//! # Design
+//!
+//! - [`Backend`] is the only thing that differs between platforms and mechanisms. Its contract
+//!   (level-triggered, events are hints, deregister before close, one waker) is documented on the
+//!   trait; the engine relies on nothing more.
+//! - Connections live in a [`Pool`], a slab keyed by [`Token`]: O(1) per event.
+//! - A chunk read once becomes one `Rc<[u8]>` pushed onto every other client's [`OutQueue`]:
+//!   fan-out is pointer pushes, not copies.
+//! - Each wakeup handles every event first (one read per readable socket, bounded accept burst),
+//!   then flushes each connection that got data once, with vectored writes. Write interest is
+//!   registered only while bytes remain after `WouldBlock`.
+//! - A client whose queue passes [`Config::max_pending`] is disconnected as a slow consumer, so
+//!   memory stays bounded and one stalled reader never stalls the room.
+//!
+//! The pool and the queue take bytes as arguments and never touch the OS, so their unit tests
+//! need no sockets. Libraries emit `tracing` events only; the binary installs the subscriber.
+//!
+//! # Example
+//!
+//! ```
+//! use server_core::{run, Backend, Config, Shutdown, Summary};
+//!
+//! fn serve<B: Backend>(backend: B) -> std::io::Result<Summary> {
+//!     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+//!     let shutdown = Shutdown::new(backend.waker());
+//!     // A Ctrl-C handler (or a test) calls `shutdown.request()` from another thread.
+//!     run(listener, backend, &Config::default(), &shutdown)
+//! }
+//! ```
+
+mod backend;
+mod pool;
+mod queue;
+mod server;
+
+pub use backend::{
+    AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
+};
+pub use pool::Pool;
+pub use queue::{OutQueue, MAX_SLICES};
+pub use server::{run, Config, DropReason, Shutdown, Summary};

@@ -1,0 +1,597 @@
+//! The event loop: accept, read once per readable socket, fan out shared chunks, flush once per
+//! connection, drain on shutdown. Sockets are std's; readiness comes from a [`Backend`].
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, trace, warn};
+
+use crate::backend::{AsBorrowedSocket, Backend, Events, Interest, Token, Wake};
+use crate::pool::Pool;
+use crate::queue::OutQueue;
+
+/// Tunables of the event loop. `Config::default()` is what `server <port>` runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Size of the one read buffer shared by all connections; also the largest chunk relayed.
+    pub read_buffer: usize,
+    /// Most connections accepted per wakeup, so a connect storm cannot starve the room.
+    pub accept_burst: usize,
+    /// Most unsent bytes one client may have queued; past it the client is a slow consumer and is
+    /// disconnected, so one stalled reader cannot grow the server without bound.
+    pub max_pending: usize,
+    /// How long pending output may take to drain at shutdown.
+    pub drain_timeout: Duration,
+    /// How long accepting pauses after an accept error that is not transient (typically running
+    /// out of file descriptors), so it cannot become a busy loop. A closed connection ends the
+    /// pause early.
+    pub accept_backoff: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            read_buffer: 64 * 1024,
+            accept_burst: 64,
+            max_pending: 16 * 1024 * 1024,
+            drain_timeout: Duration::from_secs(2),
+            accept_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Asks a running [`run`] to stop, from any thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<ShutdownInner>,
+}
+
+struct ShutdownInner {
+    requested: AtomicBool,
+    waker: Box<dyn Wake>,
+}
+
+impl Shutdown {
+    /// A handle that wakes the loop through `waker` (from [`Backend::waker`]).
+    pub fn new(waker: impl Wake) -> Self {
+        Shutdown {
+            inner: Arc::new(ShutdownInner {
+                requested: AtomicBool::new(false),
+                waker: Box::new(waker),
+            }),
+        }
+    }
+
+    /// Requests the stop and wakes the loop. A flag alone would not do: `wait` retries `EINTR`,
+    /// so only the waker makes it return.
+    ///
+    /// # Errors
+    ///
+    /// The waker's error; the flag is set regardless and the loop sees it on its next turn.
+    pub fn request(&self) -> io::Result<()> {
+        self.inner.requested.store(true, Ordering::SeqCst);
+        self.inner.waker.wake()
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for Shutdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shutdown")
+            .field("requested", &self.is_requested())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a client was disconnected. Every disconnect is logged with one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// The client closed its side (end of stream) or reset the connection.
+    PeerClosed,
+    /// Reading failed with an unexpected error.
+    ReadError,
+    /// Writing failed (including a reset seen while writing).
+    WriteError,
+    /// More than [`Config::max_pending`] bytes were queued for it.
+    SlowConsumer,
+    /// Changing its registration with the backend failed.
+    BackendError,
+    /// The server stopped.
+    Shutdown,
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::PeerClosed => "peer closed",
+            DropReason::ReadError => "read error",
+            DropReason::WriteError => "write error",
+            DropReason::SlowConsumer => "slow consumer",
+            DropReason::BackendError => "backend error",
+            DropReason::Shutdown => "server shutdown",
+        })
+    }
+}
+
+/// What a run did, returned when it ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Connections accepted and registered.
+    pub accepted: u64,
+    /// Most connections open at once.
+    pub peak_clients: usize,
+    /// Connections still open when the loop stopped (before they were closed).
+    pub open_at_stop: usize,
+    /// Chunks read from clients.
+    pub chunks_in: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Disconnects because the client left.
+    pub peer_closed: u64,
+    /// Disconnects because of read, write or backend errors.
+    pub errors: u64,
+    /// Disconnects because the client was a slow consumer.
+    pub slow_consumers: u64,
+    /// Bytes queued for clients that were disconnected before they could be written.
+    pub bytes_dropped: u64,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} clients served (peak {}), {} chunks / {} bytes in, {} bytes out; \
+             cut: {} left, {} errors, {} slow consumers ({} bytes undelivered)",
+            self.accepted,
+            self.peak_clients,
+            self.chunks_in,
+            self.bytes_in,
+            self.bytes_out,
+            self.peer_closed,
+            self.errors,
+            self.slow_consumers,
+            self.bytes_dropped
+        )
+    }
+}
+
+/// Runs the relay on `listener` until `shutdown` is requested or the backend fails.
+///
+/// Every chunk one client sends is forwarded to every other client, never back to its sender.
+/// On a requested shutdown it stops accepting and reading, gives pending output up to
+/// [`Config::drain_timeout`] to flush, closes every connection and returns the run's [`Summary`].
+///
+/// # Errors
+///
+/// Only failures of the server as a whole: making the listener non-blocking, registering it, or
+/// [`Backend::wait`] itself failing. Every connection is closed before the error is returned.
+/// Errors on one connection never end the run; that connection is dropped and logged.
+pub fn run<B: Backend>(
+    listener: TcpListener,
+    mut backend: B,
+    config: &Config,
+    shutdown: &Shutdown,
+) -> io::Result<Summary> {
+    listener.set_nonblocking(true)?;
+    backend.register(listener.borrowed(), Token::LISTENER, Interest::READABLE)?;
+    let mut room = Room::new(config.clone());
+    let result = room.serve(&listener, &mut backend, shutdown);
+    if result.is_ok() {
+        room.drain(&listener, &mut backend);
+    }
+    room.close_all(&mut backend);
+    // Deregister while the listener is still open; it is closed when dropped on return.
+    let _ = backend.deregister(listener.borrowed());
+    result.map(|()| room.summary)
+}
+
+/// One client.
+struct Connection {
+    stream: TcpStream,
+    /// The OS's socket number, for the seed's "sd N" log vocabulary.
+    sd: u64,
+    peer: Option<SocketAddr>,
+    queue: OutQueue,
+    /// What the backend currently has registered for this socket.
+    registered: Interest,
+    /// Already in the flush list this turn.
+    dirty: bool,
+}
+
+/// The event loop's state, apart from the backend and the listener.
+struct Room {
+    config: Config,
+    pool: Pool<Connection>,
+    /// The one read buffer, reused for every read.
+    buf: Vec<u8>,
+    /// Connections to flush at the end of this turn.
+    dirty: Vec<Token>,
+    /// Connections that went over `max_pending` during a fan-out.
+    overflowed: Vec<Token>,
+    events: Events,
+    /// While set, accepting is paused until this instant.
+    accept_paused_until: Option<Instant>,
+    /// A connection closed during a pause: a descriptor is free, so try accepting again.
+    early_resume: bool,
+    summary: Summary,
+}
+
+impl Room {
+    fn new(config: Config) -> Self {
+        Room {
+            buf: vec![0; config.read_buffer.max(1)],
+            config,
+            pool: Pool::new(),
+            dirty: Vec::new(),
+            overflowed: Vec::new(),
+            events: Events::with_capacity(1024),
+            accept_paused_until: None,
+            early_resume: false,
+            summary: Summary::default(),
+        }
+    }
+
+    fn serve<B: Backend>(
+        &mut self,
+        listener: &TcpListener,
+        backend: &mut B,
+        shutdown: &Shutdown,
+    ) -> io::Result<()> {
+        while !shutdown.is_requested() {
+            let timeout = self
+                .accept_paused_until
+                .map(|until| until.saturating_duration_since(Instant::now()));
+            backend.wait(&mut self.events, timeout)?;
+            let events = std::mem::take(&mut self.events);
+            for event in &events {
+                trace!(
+                    token = event.token.0,
+                    readable = event.readable,
+                    writable = event.writable,
+                    "event"
+                );
+                match event.token {
+                    Token::LISTENER => self.accept_burst(listener, backend),
+                    Token::WAKER => {}
+                    token => {
+                        if event.is_readable() {
+                            self.read_once(token, backend);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(token);
+                        }
+                    }
+                }
+            }
+            self.events = events;
+            self.flush_dirty(backend);
+            let early = std::mem::take(&mut self.early_resume);
+            self.resume_accepting_if_due(listener, backend, early);
+        }
+        Ok(())
+    }
+
+    /// Shutdown: stop accepting and reading, give pending output until the drain deadline, and
+    /// close each connection as soon as its queue is empty.
+    fn drain<B: Backend>(&mut self, listener: &TcpListener, backend: &mut B) {
+        self.summary.open_at_stop = self.pool.len();
+        if let Err(e) = backend.reregister(listener.borrowed(), Token::LISTENER, Interest::NONE) {
+            debug!(error = %e, "could not pause the listener for the drain");
+        }
+        let deadline = Instant::now() + self.config.drain_timeout;
+        for token in self.pool.tokens() {
+            self.flush_for_drain(token, backend);
+        }
+        let pending: usize = self.pool.len();
+        if pending > 0 {
+            info!(
+                clients = pending,
+                timeout_ms = self.config.drain_timeout.as_millis() as u64,
+                "draining pending output"
+            );
+        }
+        while !self.pool.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                warn!(
+                    clients = self.pool.len(),
+                    "drain timed out; closing the rest with output unsent"
+                );
+                break;
+            }
+            if let Err(e) = backend.wait(&mut self.events, Some(deadline - now)) {
+                warn!(error = %e, "wait failed during the drain");
+                break;
+            }
+            let events = std::mem::take(&mut self.events);
+            for event in &events {
+                if !event.token.is_reserved() {
+                    self.flush_for_drain(event.token, backend);
+                }
+            }
+            self.events = events;
+        }
+    }
+
+    /// Writes what it can to one connection (write interest only), closing it once empty.
+    fn flush_for_drain<B: Backend>(&mut self, token: Token, backend: &mut B) {
+        self.flush(token, Interest::NONE, backend);
+        if self
+            .pool
+            .get(token)
+            .is_some_and(|conn| conn.queue.is_empty())
+        {
+            self.remove(token, DropReason::Shutdown, None, backend);
+        }
+    }
+
+    fn close_all<B: Backend>(&mut self, backend: &mut B) {
+        for token in self.pool.tokens() {
+            self.remove(token, DropReason::Shutdown, None, backend);
+        }
+    }
+
+    /// Accepts up to `accept_burst` pending connections.
+    fn accept_burst<B: Backend>(&mut self, listener: &TcpListener, backend: &mut B) {
+        if self.accept_paused_until.is_some() {
+            return; // a stale event from before the pause
+        }
+        for _ in 0..self.config.accept_burst {
+            match listener.accept() {
+                Ok((stream, peer)) => self.add(stream, peer, backend),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The client gave up before we got to it, or a signal arrived: nothing to do.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) =>
+                {
+                    debug!(error = %e, "accept: transient error, skipped");
+                }
+                Err(e) => {
+                    // Typically EMFILE/ENFILE. The pending connection stays in the backlog, so a
+                    // level-triggered listener would fire again at once: pause instead of spinning.
+                    warn!(
+                        error = %e,
+                        backoff_ms = self.config.accept_backoff.as_millis() as u64,
+                        "accept failed; pausing new connections"
+                    );
+                    self.accept_paused_until = Some(Instant::now() + self.config.accept_backoff);
+                    if let Err(e) =
+                        backend.reregister(listener.borrowed(), Token::LISTENER, Interest::NONE)
+                    {
+                        warn!(error = %e, "could not pause the listener");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends an accept pause once its deadline passed, or at once when `early` (a descriptor was
+    /// just freed).
+    fn resume_accepting_if_due<B: Backend>(
+        &mut self,
+        listener: &TcpListener,
+        backend: &mut B,
+        early: bool,
+    ) {
+        let Some(until) = self.accept_paused_until else {
+            return;
+        };
+        if early || Instant::now() >= until {
+            match backend.reregister(listener.borrowed(), Token::LISTENER, Interest::READABLE) {
+                Ok(()) => {
+                    self.accept_paused_until = None;
+                    debug!("accepting new connections again");
+                }
+                Err(e) => warn!(error = %e, "could not resume the listener"),
+            }
+        }
+    }
+
+    fn add<B: Backend>(&mut self, stream: TcpStream, peer: SocketAddr, backend: &mut B) {
+        let sd = stream.raw_number();
+        // Accepted sockets inherit non-blocking mode on BSDs but not on Linux or Windows.
+        if let Err(e) = stream.set_nonblocking(true) {
+            warn!(sd, %peer, error = %e, "cannot make the new connection non-blocking; closing it");
+            return;
+        }
+        // Relayed chunks are already batched per wakeup; Nagle would only add latency.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(sd, error = %e, "TCP_NODELAY not set");
+        }
+        let inserted = self.pool.insert_with(|token| {
+            backend.register(stream.borrowed(), token, Interest::READABLE)?;
+            Ok(Connection {
+                stream,
+                sd,
+                peer: Some(peer),
+                queue: OutQueue::new(),
+                registered: Interest::READABLE,
+                dirty: false,
+            })
+        });
+        match inserted {
+            Ok(token) => {
+                self.summary.accepted += 1;
+                self.summary.peak_clients = self.summary.peak_clients.max(self.pool.len());
+                info!(sd, %peer, token = token.0, clients = self.pool.len(), "New incoming connection on sd {sd}");
+            }
+            // The stream was never registered and is closed as it drops here.
+            Err(e) => {
+                warn!(sd, %peer, error = %e, "cannot register the new connection; closing it")
+            }
+        }
+    }
+
+    /// One read per readable socket per wakeup, so one fast sender cannot starve the rest.
+    fn read_once<B: Backend>(&mut self, token: Token, backend: &mut B) {
+        let Some(conn) = self.pool.get_mut(token) else {
+            return; // spurious: the connection is already gone
+        };
+        match conn.stream.read(&mut self.buf) {
+            Ok(0) => self.remove(token, DropReason::PeerClosed, None, backend),
+            Ok(n) => {
+                let sd = conn.sd;
+                self.summary.chunks_in += 1;
+                self.summary.bytes_in += n as u64;
+                debug!(sd, bytes = n, "{n} bytes received from sd {sd}");
+                let chunk: Rc<[u8]> = Rc::from(&self.buf[..n]);
+                self.fan_out(token, chunk, backend);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) if is_reset(&e) => self.remove(token, DropReason::PeerClosed, Some(&e), backend),
+            Err(e) => self.remove(token, DropReason::ReadError, Some(&e), backend),
+        }
+    }
+
+    /// Queues one shared chunk for every connection but its sender.
+    fn fan_out<B: Backend>(&mut self, from: Token, chunk: Rc<[u8]>, backend: &mut B) {
+        let max_pending = self.config.max_pending;
+        for (token, conn) in self.pool.iter_mut() {
+            if token == from {
+                continue;
+            }
+            conn.queue.push(Rc::clone(&chunk));
+            if conn.queue.len() > max_pending {
+                self.overflowed.push(token);
+            } else if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+        let mut overflowed = std::mem::take(&mut self.overflowed);
+        for token in overflowed.drain(..) {
+            self.remove(token, DropReason::SlowConsumer, None, backend);
+        }
+        self.overflowed = overflowed;
+    }
+
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = self.pool.get_mut(token) {
+            if !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Writes eagerly to every connection that got data or became writable this turn.
+    fn flush_dirty<B: Backend>(&mut self, backend: &mut B) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for token in dirty.drain(..) {
+            let Some(conn) = self.pool.get_mut(token) else {
+                continue;
+            };
+            conn.dirty = false;
+            self.flush(token, Interest::READABLE, backend);
+        }
+        self.dirty = dirty;
+    }
+
+    /// Flushes one connection, then registers `base` plus write interest iff bytes remain.
+    fn flush<B: Backend>(&mut self, token: Token, base: Interest, backend: &mut B) {
+        let Some(conn) = self.pool.get_mut(token) else {
+            return;
+        };
+        match conn.queue.write_to(&mut conn.stream) {
+            Ok(n) => {
+                self.summary.bytes_out += n as u64;
+                if n > 0 {
+                    trace!(
+                        sd = conn.sd,
+                        bytes = n,
+                        pending = conn.queue.len(),
+                        "flushed"
+                    );
+                }
+            }
+            Err(e) => return self.remove(token, DropReason::WriteError, Some(&e), backend),
+        }
+        let wanted = if conn.queue.is_empty() {
+            base
+        } else {
+            base | Interest::WRITABLE
+        };
+        if wanted != conn.registered {
+            match backend.reregister(conn.stream.borrowed(), token, wanted) {
+                Ok(()) => conn.registered = wanted,
+                Err(e) => self.remove(token, DropReason::BackendError, Some(&e), backend),
+            }
+        }
+    }
+
+    /// Deregisters, logs why, and closes one connection. The only place a connection is closed.
+    fn remove<B: Backend>(
+        &mut self,
+        token: Token,
+        reason: DropReason,
+        error: Option<&io::Error>,
+        backend: &mut B,
+    ) {
+        let Some(mut conn) = self.pool.remove(token) else {
+            return;
+        };
+        // Deregister while the socket is still open. An error means the backend no longer holds
+        // it, which is the state we want; the socket is closed below either way.
+        let _ = backend.deregister(conn.stream.borrowed());
+        let sd = conn.sd;
+        let peer = conn.peer.map(|p| p.to_string()).unwrap_or_default();
+        let pending = conn.queue.clear();
+        self.summary.bytes_dropped += pending as u64;
+        let error = error.map(ToString::to_string).unwrap_or_default();
+        match reason {
+            DropReason::PeerClosed => {
+                self.summary.peer_closed += 1;
+                info!(sd, %peer, error, "Connection closed for sd {sd}");
+            }
+            DropReason::SlowConsumer => {
+                self.summary.slow_consumers += 1;
+                warn!(
+                    sd, %peer, pending, max_pending = self.config.max_pending,
+                    "sd {sd} is a slow consumer: {pending} bytes pending exceed the limit; disconnecting it"
+                );
+            }
+            DropReason::Shutdown => debug!(sd, pending, "closing sd {sd} at shutdown"),
+            DropReason::ReadError | DropReason::WriteError | DropReason::BackendError => {
+                self.summary.errors += 1;
+                warn!(sd, %peer, %reason, error, pending, "dropping sd {sd}: {reason}: {error}");
+            }
+        }
+        info!(sd, clients = self.pool.len(), reason = %reason, "removing connection with sd {sd}");
+        drop(conn);
+        if self.accept_paused_until.is_some() {
+            self.early_resume = true;
+        }
+    }
+}
+
+/// Errors that mean the peer went away rather than that something is wrong.
+fn is_reset(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
+}
