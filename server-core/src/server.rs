@@ -559,7 +559,7 @@ impl Room {
         let peer = conn.peer.map(|p| p.to_string()).unwrap_or_default();
         let pending = conn.queue.clear();
         self.summary.bytes_dropped += pending as u64;
-        let error = error.map(ToString::to_string).unwrap_or_default();
+        let error = error.map(tracing::field::display);
         match reason {
             DropReason::PeerClosed => {
                 self.summary.peer_closed += 1;
@@ -575,7 +575,7 @@ impl Room {
             DropReason::Shutdown => debug!(sd, pending, "closing sd {sd} at shutdown"),
             DropReason::ReadError | DropReason::WriteError | DropReason::BackendError => {
                 self.summary.errors += 1;
-                warn!(sd, %peer, %reason, error, pending, "dropping sd {sd}: {reason}: {error}");
+                warn!(sd, %peer, %reason, error, pending, "dropping sd {sd}: {reason}");
             }
         }
         info!(sd, clients = self.pool.len(), reason = %reason, "removing connection with sd {sd}");
