@@ -42,10 +42,33 @@ pub fn raise_fd_limit() {
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect_timeout(&addr, TIMEOUT)
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    stream.set_read_timeout(Some(TIMEOUT)).expect("set_read_timeout");
-    stream.set_write_timeout(Some(TIMEOUT)).expect("set_write_timeout");
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("set_read_timeout");
+    stream
+        .set_write_timeout(Some(TIMEOUT))
+        .expect("set_write_timeout");
     stream.set_nodelay(true).expect("set_nodelay");
     stream
+}
+
+/// Like [`connect`], for a server that may still be starting: connection refusals are retried
+/// until [`TIMEOUT`]. For processes that print no readiness line (`server -q`).
+#[track_caller]
+pub fn connect_when_listening(addr: SocketAddr) -> TcpStream {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match TcpStream::connect_timeout(&addr, TIMEOUT) {
+            Ok(stream) => {
+                drop(stream);
+                return connect(addr);
+            }
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused && Instant::now() < deadline => {
+                thread::yield_now();
+            }
+            Err(e) => panic!("connect to {addr}: {e}"),
+        }
+    }
 }
 
 /// Reads exactly `n` bytes, or fails once `timeout` has passed in total.
@@ -58,7 +81,10 @@ pub fn read_exactly(stream: &mut TcpStream, n: usize, timeout: Duration) -> io::
         if left.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("got {filled} of {n} bytes: {:?}", got[..filled].escape_ascii().to_string()),
+                format!(
+                    "got {filled} of {n} bytes: {:?}",
+                    got[..filled].escape_ascii().to_string()
+                ),
             ));
         }
         stream.set_read_timeout(Some(left))?;
@@ -88,10 +114,7 @@ pub fn expect_bytes(stream: &mut TcpStream, expected: &[u8]) {
             expected.escape_ascii().to_string(),
             got.escape_ascii().to_string()
         ),
-        Err(e) => panic!(
-            "expected {:?}: {e}",
-            expected.escape_ascii().to_string()
-        ),
+        Err(e) => panic!("expected {:?}: {e}", expected.escape_ascii().to_string()),
     }
 }
 
@@ -104,13 +127,23 @@ pub fn expect_closed(stream: &mut TcpStream) -> usize {
     let mut total = 0;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "connection still open after {TIMEOUT:?} ({total} bytes read)");
-        stream.set_read_timeout(Some(left)).expect("set_read_timeout");
+        assert!(
+            !left.is_zero(),
+            "connection still open after {TIMEOUT:?} ({total} bytes read)"
+        );
+        stream
+            .set_read_timeout(Some(left))
+            .expect("set_read_timeout");
         match stream.read(&mut buf) {
             Ok(0) => return total,
             Ok(n) => total += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 panic!("connection still open after {TIMEOUT:?} ({total} bytes read)")
             }
             Err(_) => return total, // reset: closed abruptly, which is also closed
@@ -210,8 +243,14 @@ pub fn receive_pattern(stream: &mut TcpStream, expected: usize) -> Demux {
     let mut buf = vec![0; 64 * 1024];
     while demux.total() < expected {
         let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "only {:?} of {expected} bytes arrived", demux.seen);
-        stream.set_read_timeout(Some(left)).expect("set_read_timeout");
+        assert!(
+            !left.is_zero(),
+            "only {:?} of {expected} bytes arrived",
+            demux.seen
+        );
+        stream
+            .set_read_timeout(Some(left))
+            .expect("set_read_timeout");
         let want = (expected - demux.total()).min(buf.len());
         match stream.read(&mut buf[..want]) {
             Ok(0) => panic!("closed after {:?} of {expected} bytes", demux.seen),
@@ -413,8 +452,14 @@ impl ServerProcess {
             .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
         let (tx, lines) = mpsc::channel();
         for pipe in [
-            child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
-            child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
         ]
         .into_iter()
         .flatten()

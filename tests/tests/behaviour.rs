@@ -7,8 +7,8 @@ use std::net::{Shutdown as HalfClose, TcpStream};
 use std::thread;
 
 use relay_tests::{
-    connect, expect_bytes, expect_closed, join_room, raise_fd_limit,
-    receive_pattern, set_linger_zero, Pattern, TestServer,
+    connect, expect_bytes, expect_closed, join_room, raise_fd_limit, receive_pattern,
+    set_linger_zero, Pattern, TestServer,
 };
 use server_core::Config;
 

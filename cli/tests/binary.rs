@@ -1,0 +1,206 @@
+//! The `server` binary, black-box: arguments, exit codes, signals, log lines, and a relay through
+//! the real process. These live in the package that owns the binary so `CARGO_BIN_EXE_server` is
+//! set and always fresh.
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+
+use relay_tests::{connect_when_listening, expect_bytes, free_port, join_room, ServerProcess};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_server"))
+}
+
+/// Starts the binary on a free port with `extra` arguments and waits for its startup line.
+/// Retries if another process grabbed the port in between.
+fn start(extra: &[&str]) -> (ServerProcess, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let port_arg = port.to_string();
+        let mut args: Vec<&str> = extra.to_vec();
+        args.push(&port_arg);
+        let mut server = ServerProcess::spawn(bin(), &args, &[]);
+        if server.wait_for_line("listening on").is_some() {
+            return (server, port);
+        }
+        let (_, output) = server.wait_exit();
+        assert!(
+            output.contains("cannot listen"),
+            "server failed to start:\n{output}"
+        );
+    }
+    panic!("no free port after 5 tries");
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+}
+
+#[test]
+fn bad_arguments_print_usage_and_exit_1() {
+    let cases: &[&[&str]] = &[
+        &[],
+        &["9000", "9001"],
+        &["abc"],
+        &["0"],
+        &["65536"],
+        &["-5"],
+        &["99999"],
+        &["8080x"],
+        &[""],
+        &["1.5"],
+        &["--no-such-flag", "9000"],
+    ];
+    for args in cases {
+        let mut server = ServerProcess::spawn(bin(), args, &[]);
+        let (status, output) = server.wait_exit();
+        assert_eq!(status.code(), Some(1), "args {args:?}: {status}\n{output}");
+        assert_eq!(output.trim(), "Usage: server <port>", "args {args:?}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0() {
+    let mut help = ServerProcess::spawn(bin(), &["--help"], &[]);
+    let (status, output) = help.wait_exit();
+    assert!(status.success(), "{status}\n{output}");
+    for needle in ["<PORT>", "--verbose", "--quiet", "RUST_LOG", "Examples:"] {
+        assert!(
+            output.contains(needle),
+            "--help lacks {needle:?}:\n{output}"
+        );
+    }
+    let mut version = ServerProcess::spawn(bin(), &["--version"], &[]);
+    let (status, output) = version.wait_exit();
+    assert!(status.success());
+    assert!(
+        output.contains(env!("CARGO_PKG_VERSION")) && output.contains("+polling"),
+        "{output}"
+    );
+}
+
+#[test]
+fn port_in_use_is_reported_and_exits_1() {
+    let taken = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut server = ServerProcess::spawn(bin(), &[&port.to_string()], &[]);
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{output}");
+    let expected = format!("server: cannot listen on 0.0.0.0:{port}: ");
+    assert!(
+        output.contains(&expected),
+        "expected {expected:?} in:\n{output}"
+    );
+    assert!(
+        !output.contains("os error"),
+        "raw OS error code leaked:\n{output}"
+    );
+}
+
+#[test]
+fn startup_line_names_address_backend_and_pid() {
+    let (server, port) = start(&[]);
+    let line = server
+        .seen
+        .iter()
+        .find(|l| l.contains("listening on"))
+        .unwrap();
+    assert!(line.contains(&format!("0.0.0.0:{port}")), "{line}");
+    assert!(line.contains("backend polling"), "{line}");
+    assert!(line.contains(&format!("pid {}", server.pid())), "{line}");
+}
+
+#[test]
+fn relays_between_clients_and_logs_the_lifecycle() {
+    let (mut server, port) = start(&[]);
+    let mut clients = join_room(loopback(port), 3);
+    clients[0].write_all(b"hello\n").unwrap();
+    expect_bytes(&mut clients[1], b"hello\n");
+    expect_bytes(&mut clients[2], b"hello\n");
+    clients[2].write_all(b"\0\xff bytes\n").unwrap();
+    expect_bytes(&mut clients[0], b"\0\xff bytes\n");
+    expect_bytes(&mut clients[1], b"\0\xff bytes\n");
+    drop(clients.pop());
+    assert!(server.wait_for_line("Connection closed for sd").is_some());
+    assert!(server
+        .wait_for_line("removing connection with sd")
+        .is_some());
+    assert!(server
+        .seen
+        .iter()
+        .any(|l| l.contains("New incoming connection on sd")));
+    // Per-chunk lines are one -v away, not at the default level.
+    assert!(!server
+        .seen
+        .iter()
+        .any(|l| l.contains("bytes received from sd")));
+}
+
+#[cfg_attr(
+    windows,
+    ignore = "POSIX signals; Windows console events are a separate path"
+)]
+#[test]
+fn sigterm_stops_gracefully_with_exit_0() {
+    let (mut server, port) = start(&[]);
+    let mut clients = join_room(loopback(port), 2);
+    clients[0].write_all(b"x").unwrap();
+    expect_bytes(&mut clients[1], b"x");
+    server.signal("TERM");
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(output.contains("stopped: 2 clients served"), "{output}");
+}
+
+#[cfg_attr(
+    windows,
+    ignore = "POSIX signals; Windows console events are a separate path"
+)]
+#[test]
+fn sigint_stops_gracefully_with_exit_0() {
+    let (mut server, _port) = start(&[]);
+    server.signal("INT");
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(output.contains("shutdown requested"), "{output}");
+}
+
+#[cfg_attr(windows, ignore = "stops the server with a POSIX signal")]
+#[test]
+fn verbose_logs_every_chunk_and_quiet_only_warnings() {
+    let (mut verbose, port) = start(&["-v"]);
+    let mut clients = join_room(loopback(port), 2);
+    clients[0].write_all(b"12345").unwrap();
+    expect_bytes(&mut clients[1], b"12345");
+    assert!(verbose.wait_for_line("5 bytes received from sd").is_some());
+
+    // -q: nothing at info, so the startup line is not there to wait for; wait for the exit.
+    let port = free_port();
+    let mut quiet = ServerProcess::spawn(bin(), &["-q", &port.to_string()], &[]);
+    drop(connect_when_listening(loopback(port)));
+    let mut clients = join_room(loopback(port), 2);
+    clients[0].write_all(b"q").unwrap();
+    expect_bytes(&mut clients[1], b"q");
+    quiet.signal("TERM");
+    let (status, output) = quiet.wait_exit();
+    assert!(status.success(), "{output}");
+    assert!(output.trim().is_empty(), "-q printed:\n{output}");
+}
+
+#[cfg_attr(windows, ignore = "stops the server with a POSIX signal")]
+#[test]
+fn rust_log_overrides_the_flags() {
+    let port = free_port();
+    let mut server =
+        ServerProcess::spawn(bin(), &["-q", &port.to_string()], &[("RUST_LOG", "debug")]);
+    assert!(
+        server.wait_for_line("listening on").is_some(),
+        "{:?}",
+        server.seen
+    );
+    let mut clients = join_room(loopback(port), 2);
+    clients[1].write_all(b"abc").unwrap();
+    expect_bytes(&mut clients[0], b"abc");
+    assert!(server.wait_for_line("3 bytes received from sd").is_some());
+}
