@@ -1,5 +1,5 @@
 #![forbid(unsafe_code)]
-//! The engine of the chat relay: OS-neutral and free of unsafe code.
+//! The engine of the chat relay: OS-neutral, and `forbid(unsafe_code)` keeps it memory-safe by construction.
 //!
 //! Every chunk of bytes one client sends is forwarded, unchanged, to every *other* connected
 //! client. One thread, one event loop, non-blocking std sockets, and readiness from a [`Backend`]
