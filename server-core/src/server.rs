@@ -100,7 +100,8 @@ pub enum DropReason {
     PeerClosed,
     /// Reading failed with an unexpected error.
     ReadError,
-    /// Writing failed (including a reset seen while writing).
+    /// Writing failed with an unexpected error (a reset or broken pipe counts as
+    /// [`DropReason::PeerClosed`]).
     WriteError,
     /// More than [`Config::max_pending`] bytes were queued for it.
     SlowConsumer,
@@ -525,6 +526,10 @@ impl Room {
                         "flushed"
                     );
                 }
+            }
+            // A reset or broken pipe while writing is the peer leaving, as it is when reading.
+            Err(e) if is_reset(&e) => {
+                return self.remove(token, DropReason::PeerClosed, Some(&e), backend)
             }
             Err(e) => return self.remove(token, DropReason::WriteError, Some(&e), backend),
         }
