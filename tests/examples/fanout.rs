@@ -24,18 +24,14 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use relay_tests::{Demux, Pattern};
+
 const USAGE: &str = "\
 usage: fanout [--addr 127.0.0.1:9000] [--clients 100] [--senders 10] [--size 64]
               [--messages 2000] [--timeout 60]
   C clients connect to a loopback relay; the first S send M messages of B bytes each and
   every client must receive every other sender's bytes. Reports deliveries/s and MiB/s.";
 
-/// Senders the byte pattern can tell apart: byte `i` of sender `s`'s stream is
-/// `s << 4 | i % 16`, so the high nibble names the sender whatever the interleaving. 16 covers
-/// the default 10 senders; a loss the period hides still leaves the byte count short.
-const VERIFIABLE_SENDERS: usize = 16;
-/// Period of the position part of the pattern.
-const PERIOD: usize = 16;
 /// Written by the last client to join; everyone else must read exactly these bytes.
 const PROBE: &[u8; 8] = b"\x00SYNC\x00\x00\x00";
 /// How long the other clients wait for the probe.
@@ -179,7 +175,7 @@ fn run(o: &Options) -> io::Result<bool> {
         senders: o.senders,
         size: o.size,
         messages: o.messages,
-        verify: o.senders <= VERIFIABLE_SENDERS,
+        verify: o.senders <= Pattern::SENDERS,
         deadline,
     };
 
@@ -312,7 +308,8 @@ fn run(o: &Options) -> io::Result<bool> {
             (true, true) =>
                 "complete; every sender's stream verified in order at every receiver".to_string(),
             (true, false) => format!(
-                "complete; byte counts only, not verified (more than {VERIFIABLE_SENDERS} senders)"
+                "complete; byte counts only, not verified (more than {} senders)",
+                Pattern::SENDERS
             ),
         }
     );
@@ -332,14 +329,13 @@ fn send(
     start: &Barrier,
     abort: &AtomicBool,
 ) -> Result<(), String> {
-    // Message k starts at stream offset k * size; slicing this at offset % PERIOD gives its bytes
-    // without building the whole stream in memory.
-    let pattern: Vec<u8> = (0..plan.size + PERIOD)
-        .map(|i| ((s << 4) | (i % PERIOD)) as u8)
-        .collect();
+    // Message k starts at stream offset k * size; slicing this at that offset mod PERIOD gives
+    // its bytes without building the whole stream in memory. Beyond Pattern::SENDERS senders the
+    // bytes are only counted, so reusing a pattern is harmless.
+    let pattern = Pattern::bytes(s % Pattern::SENDERS, 0, plan.size + Pattern::PERIOD);
     start.wait();
     for k in 0..plan.messages {
-        let offset = (k * plan.size) % PERIOD;
+        let offset = (k * plan.size) % Pattern::PERIOD;
         if let Err(e) = write_until(
             &mut w,
             &pattern[offset..offset + plan.size],
@@ -365,8 +361,9 @@ fn receive(mut r: TcpStream, me: usize, plan: Plan, abort: &AtomicBool) -> Recei
         plan.senders
     };
     let expected = others * per_sender;
-    // Bytes seen so far from each sender: also the position the next one must carry.
-    let mut seen = [0usize; VERIFIABLE_SENDERS];
+    let mut demux = plan
+        .verify
+        .then(|| Demux::expecting(plan.senders, (me < plan.senders).then_some(me), per_sender));
     let mut total = 0;
     let mut buf = vec![0; READ_BUF];
     while total < expected {
@@ -384,11 +381,9 @@ fn receive(mut r: TcpStream, me: usize, plan: Plan, abort: &AtomicBool) -> Recei
             Err(e) if is_retry(&e) => continue,
             Err(e) => return failed(total, expected, format!("read: {e}")),
         };
-        if plan.verify {
-            if let Err(e) = check(&buf[..n], me, plan, per_sender, &mut seen) {
-                abort.store(true, Ordering::Relaxed);
-                return failed(total, expected, e);
-            }
+        if let Some(Err(e)) = demux.as_mut().map(|d| d.feed(&buf[..n])) {
+            abort.store(true, Ordering::Relaxed);
+            return failed(total, expected, e);
         }
         total += n;
     }
@@ -398,64 +393,6 @@ fn receive(mut r: TcpStream, me: usize, plan: Plan, abort: &AtomicBool) -> Recei
         done: Some(Instant::now()),
         error: None,
     }
-}
-
-/// Demultiplexes `bytes` by sender and checks each sender's stream continues where it left off.
-/// Chunks from different senders may interleave at any byte boundary.
-///
-/// The relay forwards whole chunks, so a sender's bytes arrive in runs. Each run is compared
-/// against that sender's expected bytes in blocks (`==` on slices is a `memcmp`), so checking
-/// costs far less than the relay's own work and the tool measures the relay, not itself.
-fn check(
-    bytes: &[u8],
-    me: usize,
-    plan: Plan,
-    per_sender: usize,
-    seen: &mut [usize; VERIFIABLE_SENDERS],
-) -> Result<(), String> {
-    const BLOCK: usize = 64;
-    let mut rest = bytes;
-    while let Some(&first) = rest.first() {
-        let s = usize::from(first >> 4);
-        if s >= plan.senders {
-            return Err(format!(
-                "byte {first:#04x} names sender {s}, which does not exist"
-            ));
-        }
-        if s == me {
-            return Err(format!("received its own bytes back (sender {s} echoed)"));
-        }
-        if seen[s] == per_sender {
-            return Err(format!(
-                "sender {s}: more than the {per_sender} bytes it sent"
-            ));
-        }
-        // What sender `s` must send next, as far as this buffer could hold it.
-        let limit = rest.len().min(per_sender - seen[s]);
-        let phase = seen[s] % PERIOD;
-        let expected = |i: usize| ((s << 4) | ((phase + i) % PERIOD)) as u8;
-        let mut run = 0;
-        // Whole blocks first: the pattern repeats every PERIOD bytes, so one expected block
-        // (aligned to the phase) serves every block of the run.
-        if limit >= BLOCK {
-            let block: [u8; BLOCK] = std::array::from_fn(expected);
-            while run + BLOCK <= limit && rest[run..run + BLOCK] == block {
-                run += BLOCK;
-            }
-        }
-        while run < limit && rest[run] == expected(run) {
-            run += 1;
-        }
-        if run == 0 {
-            return Err(format!(
-                "sender {s}: byte {} lost, duplicated or out of order",
-                seen[s]
-            ));
-        }
-        seen[s] += run;
-        rest = &rest[run..];
-    }
-    Ok(())
 }
 
 fn failed(bytes: usize, expected: usize, error: String) -> Received {
@@ -519,101 +456,4 @@ fn is_retry(e: &io::Error) -> bool {
 
 fn timed_out(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, msg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SIZE: usize = 100;
-
-    fn plan(senders: usize) -> Plan {
-        Plan {
-            senders,
-            size: SIZE,
-            messages: 3,
-            verify: true,
-            deadline: Instant::now(),
-        }
-    }
-
-    /// Sender `s`'s whole stream, as `send` writes it.
-    fn stream(s: usize) -> Vec<u8> {
-        (0..SIZE * 3)
-            .map(|i| ((s << 4) | (i % PERIOD)) as u8)
-            .collect()
-    }
-
-    /// Feeds `bytes` to `check` as receiver 0 of 3 senders, in reads of `read` bytes.
-    fn feed(bytes: &[u8], read: usize) -> Result<[usize; VERIFIABLE_SENDERS], String> {
-        let mut seen = [0; VERIFIABLE_SENDERS];
-        for chunk in bytes.chunks(read) {
-            check(chunk, 0, plan(3), SIZE * 3, &mut seen)?;
-        }
-        Ok(seen)
-    }
-
-    /// The streams of senders 1 and 2, alternating in runs of `a` and `b` bytes.
-    fn interleave(a: usize, b: usize) -> Vec<u8> {
-        let (one, two) = (stream(1), stream(2));
-        let mut out = Vec::new();
-        for (x, y) in one.chunks(a).zip(two.chunks(b)) {
-            out.extend_from_slice(x);
-            out.extend_from_slice(y);
-        }
-        let (rest_one, rest_two) = (one.chunks(a).count(), two.chunks(b).count());
-        for x in one.chunks(a).skip(rest_two) {
-            out.extend_from_slice(x);
-        }
-        for y in two.chunks(b).skip(rest_one) {
-            out.extend_from_slice(y);
-        }
-        out
-    }
-
-    #[test]
-    fn accepts_any_interleaving_and_read_size() {
-        for (a, b) in [(1, 1), (7, 300), (64, 65), (300, 300), (129, 3)] {
-            for read in [1, 5, 64, 1000] {
-                let seen = feed(&interleave(a, b), read).expect("valid streams");
-                assert_eq!(
-                    &seen[..3],
-                    &[0, SIZE * 3, SIZE * 3],
-                    "runs {a}/{b}, reads {read}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn rejects_loss_duplication_reordering_echo_and_excess() {
-        let good = interleave(64, 100);
-        let mut lost = good.clone();
-        lost.remove(200);
-        let mut duplicated = good.clone();
-        duplicated.insert(200, good[200]);
-        let mut swapped = good.clone();
-        swapped.swap(10, 11);
-        let mut echoed = good.clone();
-        echoed.insert(70, 0x00);
-        let mut unknown = good.clone();
-        unknown.insert(0, 0x50);
-        let mut excess = good.clone();
-        excess.push(good[good.len() - 1]);
-        for (name, bytes) in [
-            ("lost", lost),
-            ("duplicated", duplicated),
-            ("swapped", swapped),
-            ("echoed", echoed),
-            ("unknown sender", unknown),
-            ("excess", excess),
-        ] {
-            for read in [1, 64, 4096] {
-                assert!(
-                    feed(&bytes, read).is_err(),
-                    "{name} not caught with reads of {read}"
-                );
-            }
-        }
-    }
 }
