@@ -461,8 +461,10 @@ impl Room {
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) => {}
-            Err(e) if is_reset(&e) => self.remove(token, DropReason::PeerClosed, Some(&e), backend),
-            Err(e) => self.remove(token, DropReason::ReadError, Some(&e), backend),
+            Err(e) => {
+                let reason = io_reason(&e, DropReason::ReadError);
+                self.remove(token, reason, Some(&e), backend)
+            }
         }
     }
 
@@ -527,11 +529,10 @@ impl Room {
                     );
                 }
             }
-            // A reset or broken pipe while writing is the peer leaving, as it is when reading.
-            Err(e) if is_reset(&e) => {
-                return self.remove(token, DropReason::PeerClosed, Some(&e), backend)
+            Err(e) => {
+                let reason = io_reason(&e, DropReason::WriteError);
+                return self.remove(token, reason, Some(&e), backend);
             }
-            Err(e) => return self.remove(token, DropReason::WriteError, Some(&e), backend),
         }
         let wanted = if conn.queue.is_empty() {
             base
@@ -591,12 +592,13 @@ impl Room {
     }
 }
 
-/// Errors that mean the peer went away rather than that something is wrong.
-fn is_reset(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
+/// Why an I/O error on a connection drops it: a reset, abort or broken pipe, whether seen while
+/// reading or writing, is the peer leaving; anything else is `otherwise`.
+fn io_reason(e: &io::Error, otherwise: DropReason) -> DropReason {
+    match e.kind() {
         io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe
-    )
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => DropReason::PeerClosed,
+        _ => otherwise,
+    }
 }
