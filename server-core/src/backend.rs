@@ -229,6 +229,18 @@ pub trait Backend {
     /// A short name for the log and `--version` (`"polling"`, `"select"`).
     fn name(&self) -> &'static str;
 
+    /// The most sockets this backend can hold registered at once, the listener included, when it
+    /// has a fixed limit (`select`'s `fd_set`); `None` when only memory and the OS's descriptor
+    /// limit bound it (epoll, kqueue, IOCP).
+    ///
+    /// The engine never registers more than this. A backend may still refuse one particular
+    /// socket it cannot hold (on Unix, a descriptor numbered `FD_SETSIZE` or above) with an
+    /// `InvalidInput` error from [`register`](Backend::register); the engine treats that the same
+    /// way, as the server being full.
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+
     /// Starts reporting `interest` for `socket` under `token`.
     fn register(
         &mut self,

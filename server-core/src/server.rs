@@ -31,6 +31,10 @@ pub struct Config {
     /// out of file descriptors), so it cannot become a busy loop. A closed connection ends the
     /// pause early.
     pub accept_backoff: Duration,
+    /// Most clients connected at once. Clients beyond it (or beyond what the backend can hold,
+    /// see [`Backend::capacity`]) are accepted, told nothing, logged as `server full` and closed
+    /// at once, rather than left waiting in the kernel's backlog.
+    pub max_clients: usize,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             max_pending: 16 * 1024 * 1024,
             drain_timeout: Duration::from_secs(2),
             accept_backoff: Duration::from_millis(100),
+            max_clients: usize::MAX,
         }
     }
 }
@@ -147,6 +152,8 @@ pub struct Summary {
     pub slow_consumers: u64,
     /// Bytes queued for clients that were disconnected before they could be written.
     pub bytes_dropped: u64,
+    /// Connections accepted and closed at once because the server was full.
+    pub refused_full: u64,
 }
 
 impl fmt::Display for Summary {
@@ -154,7 +161,8 @@ impl fmt::Display for Summary {
         write!(
             f,
             "{} clients served (peak {}), {} chunks / {} bytes in, {} bytes out; \
-             cut: {} left, {} errors, {} slow consumers ({} bytes undelivered)",
+             cut: {} left, {} errors, {} slow consumers ({} bytes undelivered); \
+             {} refused (server full)",
             self.accepted,
             self.peak_clients,
             self.chunks_in,
@@ -163,7 +171,8 @@ impl fmt::Display for Summary {
             self.peer_closed,
             self.errors,
             self.slow_consumers,
-            self.bytes_dropped
+            self.bytes_dropped,
+            self.refused_full
         )
     }
 }
@@ -187,7 +196,7 @@ pub fn run<B: Backend>(
 ) -> io::Result<Summary> {
     listener.set_nonblocking(true)?;
     backend.register(listener.borrowed(), Token::LISTENER, Interest::READABLE)?;
-    let mut room = Room::new(config.clone());
+    let mut room = Room::new(config.clone(), backend.capacity());
     let result = room.serve(&listener, &mut backend, shutdown);
     if result.is_ok() {
         room.drain(&listener, &mut backend);
@@ -226,12 +235,17 @@ struct Room {
     accept_paused_until: Option<Instant>,
     /// A connection closed during a pause: a descriptor is free, so try accepting again.
     early_resume: bool,
+    /// Most connections at once: the configured limit, lowered to what the backend can hold
+    /// beside the listener.
+    max_clients: usize,
     summary: Summary,
 }
 
 impl Room {
-    fn new(config: Config) -> Self {
+    fn new(config: Config, backend_capacity: Option<usize>) -> Self {
+        let backend_limit = backend_capacity.map_or(usize::MAX, |c| c.saturating_sub(1));
         Room {
+            max_clients: config.max_clients.min(backend_limit),
             buf: vec![0; config.read_buffer.max(1)],
             config,
             pool: Pool::new(),
@@ -351,6 +365,10 @@ impl Room {
         }
         for _ in 0..self.config.accept_burst {
             match listener.accept() {
+                Ok((stream, peer)) if self.pool.len() >= self.max_clients => {
+                    self.refuse_full(stream.raw_number(), peer, None);
+                    drop(stream);
+                }
                 Ok((stream, peer)) => self.add(stream, peer, backend),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // The client gave up before we got to it, or a signal arrived: nothing to do.
@@ -435,10 +453,25 @@ impl Room {
                 info!(sd, %peer, token = token.0, clients = self.pool.len(), "New incoming connection on sd {sd}");
             }
             // The stream was never registered and is closed as it drops here.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                // The backend cannot hold this socket (select: a descriptor past FD_SETSIZE).
+                self.refuse_full(sd, peer, Some(&e));
+            }
             Err(e) => {
                 warn!(sd, %peer, error = %e, "cannot register the new connection; closing it")
             }
         }
+    }
+
+    /// Logs and counts a client the server has no room for; the caller closes its stream. The
+    /// client sees its connection accepted and then closed, instead of hanging in the backlog.
+    fn refuse_full(&mut self, sd: u64, peer: SocketAddr, error: Option<&io::Error>) {
+        self.summary.refused_full += 1;
+        let error = error.map(tracing::field::display);
+        warn!(
+            sd, %peer, clients = self.pool.len(), max_clients = self.max_clients, error,
+            "server full: refusing sd {sd} from {peer}"
+        );
     }
 
     /// One read per readable socket per wakeup, so one fast sender cannot starve the rest.
