@@ -36,6 +36,7 @@
 //! ```
 
 mod backend;
+mod policy;
 mod pool;
 mod queue;
 mod server;

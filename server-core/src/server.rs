@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, trace, warn};
 
 use crate::backend::{AsBorrowedSocket, Backend, Events, Interest, Token, Wake};
+use crate::policy::{self, Progress, Verdict};
 use crate::pool::Pool;
 use crate::queue::OutQueue;
 
@@ -25,6 +26,9 @@ pub struct Config {
     /// Most unsent bytes one client may have queued; past it the client is a slow consumer and is
     /// disconnected, so one stalled reader cannot grow the server without bound.
     pub max_pending: usize,
+    /// How long bytes may wait for a client with no write progress at all before it is
+    /// disconnected as a slow consumer. `None`: only `max_pending` applies.
+    pub write_timeout: Option<Duration>,
     /// How long pending output may take to drain at shutdown.
     pub drain_timeout: Duration,
     /// How long accepting pauses after an accept error that is not transient (typically running
@@ -43,6 +47,7 @@ impl Default for Config {
             read_buffer: 64 * 1024,
             accept_burst: 64,
             max_pending: 16 * 1024 * 1024,
+            write_timeout: Some(Duration::from_secs(10)),
             drain_timeout: Duration::from_secs(2),
             accept_backoff: Duration::from_millis(100),
             max_clients: usize::MAX,
@@ -110,6 +115,8 @@ pub enum DropReason {
     WriteError,
     /// More than [`Config::max_pending`] bytes were queued for it.
     SlowConsumer,
+    /// Bytes waited for it longer than [`Config::write_timeout`] without any write progress.
+    WriteTimeout,
     /// Changing its registration with the backend failed.
     BackendError,
     /// The server stopped.
@@ -123,6 +130,7 @@ impl fmt::Display for DropReason {
             DropReason::ReadError => "read error",
             DropReason::WriteError => "write error",
             DropReason::SlowConsumer => "slow consumer",
+            DropReason::WriteTimeout => "write timeout",
             DropReason::BackendError => "backend error",
             DropReason::Shutdown => "server shutdown",
         })
@@ -148,12 +156,17 @@ pub struct Summary {
     pub peer_closed: u64,
     /// Disconnects because of read, write or backend errors.
     pub errors: u64,
-    /// Disconnects because the client was a slow consumer.
+    /// Disconnects because the client was a slow consumer (over the byte limit).
     pub slow_consumers: u64,
+    /// Disconnects because bytes waited past the write timeout.
+    pub write_timeouts: u64,
     /// Bytes queued for clients that were disconnected before they could be written.
     pub bytes_dropped: u64,
     /// Connections accepted and closed at once because the server was full.
     pub refused_full: u64,
+    /// Connections accepted with the spare descriptor and closed at once because the process
+    /// was out of file descriptors.
+    pub refused_no_fds: u64,
 }
 
 impl fmt::Display for Summary {
@@ -161,8 +174,8 @@ impl fmt::Display for Summary {
         write!(
             f,
             "{} clients served (peak {}), {} chunks / {} bytes in, {} bytes out; \
-             cut: {} left, {} errors, {} slow consumers ({} bytes undelivered); \
-             {} refused (server full)",
+             cut: {} left, {} errors, {} slow consumers, {} write timeouts \
+             ({} bytes undelivered); refused: {} server full, {} out of descriptors",
             self.accepted,
             self.peak_clients,
             self.chunks_in,
@@ -171,8 +184,10 @@ impl fmt::Display for Summary {
             self.peer_closed,
             self.errors,
             self.slow_consumers,
+            self.write_timeouts,
             self.bytes_dropped,
-            self.refused_full
+            self.refused_full,
+            self.refused_no_fds
         )
     }
 }
@@ -197,6 +212,9 @@ pub fn run<B: Backend>(
     listener.set_nonblocking(true)?;
     backend.register(listener.borrowed(), Token::LISTENER, Interest::READABLE)?;
     let mut room = Room::new(config.clone(), backend.capacity());
+    // A duplicate of the listener is the spare descriptor: closed to make room for one accept
+    // when the process runs out, so the excess client gets a clean close instead of hanging.
+    room.spare = listener.try_clone().ok();
     let result = room.serve(&listener, &mut backend, shutdown);
     if result.is_ok() {
         room.drain(&listener, &mut backend);
@@ -216,6 +234,8 @@ struct Connection {
     queue: OutQueue,
     /// What the backend currently has registered for this socket.
     registered: Interest,
+    /// Since when its pending bytes have not moved (the write timeout's clock).
+    progress: Progress,
     /// Already in the flush list this turn.
     dirty: bool,
 }
@@ -228,8 +248,8 @@ struct Room {
     buf: Vec<u8>,
     /// Connections to flush at the end of this turn.
     dirty: Vec<Token>,
-    /// Connections that went over `max_pending` during a fan-out.
-    overflowed: Vec<Token>,
+    /// Connections the slow-consumer policy cuts, found during a fan-out or a sweep.
+    overflowed: Vec<(Token, DropReason)>,
     events: Events,
     /// While set, accepting is paused until this instant.
     accept_paused_until: Option<Instant>,
@@ -238,6 +258,15 @@ struct Room {
     /// Most connections at once: the configured limit, lowered to what the backend can hold
     /// beside the listener.
     max_clients: usize,
+    /// The time of this turn, read once after each wait.
+    now: Instant,
+    /// When to look for connections past the write timeout; `None` while nothing is pending
+    /// anywhere, so an idle server never wakes.
+    next_sweep: Option<Instant>,
+    /// The spare descriptor (see [`run`]); `None` while it is spent.
+    spare: Option<TcpListener>,
+    /// Clients refused for want of descriptors in the current episode; `None` outside one.
+    out_of_fds: Option<u64>,
     summary: Summary,
 }
 
@@ -246,6 +275,10 @@ impl Room {
         let backend_limit = backend_capacity.map_or(usize::MAX, |c| c.saturating_sub(1));
         Room {
             max_clients: config.max_clients.min(backend_limit),
+            now: Instant::now(),
+            next_sweep: None,
+            spare: None,
+            out_of_fds: None,
             buf: vec![0; config.read_buffer.max(1)],
             config,
             pool: Pool::new(),
@@ -265,10 +298,13 @@ impl Room {
         shutdown: &Shutdown,
     ) -> io::Result<()> {
         while !shutdown.is_requested() {
-            let timeout = self
-                .accept_paused_until
-                .map(|until| until.saturating_duration_since(Instant::now()));
+            let wake_at = match (self.accept_paused_until, self.next_sweep) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             backend.wait(&mut self.events, timeout)?;
+            self.now = Instant::now();
             let events = std::mem::take(&mut self.events);
             for event in &events {
                 trace!(
@@ -292,10 +328,37 @@ impl Room {
             }
             self.events = events;
             self.flush_dirty(backend);
+            if self.next_sweep.is_some_and(|at| self.now >= at) {
+                self.sweep(backend);
+            }
             let early = std::mem::take(&mut self.early_resume);
             self.resume_accepting_if_due(listener, backend, early);
         }
         Ok(())
+    }
+
+    /// Cuts every connection whose pending bytes made no progress for the write timeout, and
+    /// schedules the next look only if bytes are still pending somewhere.
+    fn sweep<B: Backend>(&mut self, backend: &mut B) {
+        let (now, max_pending, timeout) =
+            (self.now, self.config.max_pending, self.config.write_timeout);
+        let mut expired = std::mem::take(&mut self.overflowed);
+        let mut pending_somewhere = false;
+        for (token, conn) in self.pool.iter_mut() {
+            match policy::verdict(conn.queue.len(), &conn.progress, max_pending, timeout, now) {
+                Some(Verdict::Stalled) => expired.push((token, DropReason::WriteTimeout)),
+                Some(Verdict::OverLimit) => expired.push((token, DropReason::SlowConsumer)),
+                None => pending_somewhere |= !conn.queue.is_empty(),
+            }
+        }
+        for (token, reason) in expired.drain(..) {
+            self.remove(token, reason, None, backend);
+        }
+        self.overflowed = expired;
+        self.next_sweep = match (pending_somewhere, timeout) {
+            (true, Some(t)) => Some(now + policy::sweep_interval(t)),
+            _ => None,
+        };
     }
 
     /// Shutdown: stop accepting and reading, give pending output until the drain deadline, and
@@ -319,6 +382,7 @@ impl Room {
         }
         while !self.pool.is_empty() {
             let now = Instant::now();
+            self.now = now;
             if now >= deadline {
                 warn!(
                     clients = self.pool.len(),
@@ -383,12 +447,23 @@ impl Room {
                     debug!(error = %e, "accept: transient error, skipped");
                 }
                 Err(e) => {
-                    // Typically EMFILE/ENFILE. The pending connection stays in the backlog, so a
-                    // level-triggered listener would fire again at once: pause instead of spinning.
-                    warn!(
-                        error = %e,
+                    // Typically EMFILE/ENFILE: out of descriptors. Log once per episode.
+                    if self.out_of_fds.is_none() {
+                        warn!(
+                            error = %e, clients = self.pool.len(),
+                            "accept failed: {e}; refusing new clients until some leave"
+                        );
+                        self.out_of_fds = Some(0);
+                    }
+                    if self.refuse_with_spare(listener) {
+                        continue;
+                    }
+                    // No spare to spend: the pending connection stays in the backlog and a
+                    // level-triggered listener would fire again at once, so pause instead of
+                    // spinning. A closed connection ends the pause early.
+                    debug!(
                         backoff_ms = self.config.accept_backoff.as_millis() as u64,
-                        "accept failed; pausing new connections"
+                        "pausing new connections"
                     );
                     self.accept_paused_until = Some(Instant::now() + self.config.accept_backoff);
                     if let Err(e) =
@@ -400,6 +475,25 @@ impl Room {
                 }
             }
         }
+    }
+
+    /// Spends the spare descriptor to accept the client at the head of the backlog and close it
+    /// at once (it sees a clean close rather than hanging), then takes the spare back. Returns
+    /// whether the spare is back, i.e. whether accepting may go on.
+    fn refuse_with_spare(&mut self, listener: &TcpListener) -> bool {
+        let Some(spare) = self.spare.take() else {
+            return false;
+        };
+        drop(spare);
+        if let Ok((stream, peer)) = listener.accept() {
+            let refused = self.out_of_fds.get_or_insert(0);
+            *refused += 1;
+            self.summary.refused_no_fds += 1;
+            debug!(%peer, "out of descriptors: refusing {peer}");
+            drop(stream);
+        }
+        self.spare = listener.try_clone().ok();
+        self.spare.is_some()
     }
 
     /// Ends an accept pause once its deadline passed, or at once when `early` (a descriptor was
@@ -443,11 +537,18 @@ impl Room {
                 peer: Some(peer),
                 queue: OutQueue::new(),
                 registered: Interest::READABLE,
+                progress: Progress::default(),
                 dirty: false,
             })
         });
         match inserted {
             Ok(token) => {
+                if let Some(refused) = self.out_of_fds.take() {
+                    info!(
+                        refused,
+                        "accepting new clients again ({refused} refused meanwhile)"
+                    );
+                }
                 self.summary.accepted += 1;
                 self.summary.peak_clients = self.summary.peak_clients.max(self.pool.len());
                 info!(sd, %peer, token = token.0, clients = self.pool.len(), "New incoming connection on sd {sd}");
@@ -510,15 +611,15 @@ impl Room {
             }
             conn.queue.push(Rc::clone(&chunk));
             if conn.queue.len() > max_pending {
-                self.overflowed.push(token);
+                self.overflowed.push((token, DropReason::SlowConsumer));
             } else if !conn.dirty {
                 conn.dirty = true;
                 self.dirty.push(token);
             }
         }
         let mut overflowed = std::mem::take(&mut self.overflowed);
-        for token in overflowed.drain(..) {
-            self.remove(token, DropReason::SlowConsumer, None, backend);
+        for (token, reason) in overflowed.drain(..) {
+            self.remove(token, reason, None, backend);
         }
         self.overflowed = overflowed;
     }
@@ -553,6 +654,14 @@ impl Room {
         match conn.queue.write_to(&mut conn.stream) {
             Ok(n) => {
                 self.summary.bytes_out += n as u64;
+                conn.progress.after_flush(n, conn.queue.len(), self.now);
+                if let (false, None, Some(t)) = (
+                    conn.queue.is_empty(),
+                    self.next_sweep,
+                    self.config.write_timeout,
+                ) {
+                    self.next_sweep = Some(self.now + policy::sweep_interval(t));
+                }
                 if n > 0 {
                     trace!(
                         sd = conn.sd,
@@ -608,7 +717,17 @@ impl Room {
                 self.summary.slow_consumers += 1;
                 warn!(
                     sd, %peer, pending, max_pending = self.config.max_pending,
-                    "sd {sd} is a slow consumer: {pending} bytes pending exceed the limit; disconnecting it"
+                    "sd {sd} ({peer}) is a slow consumer: {pending} bytes pending exceed the limit; \
+                     disconnecting it, {pending} bytes dropped"
+                );
+            }
+            DropReason::WriteTimeout => {
+                self.summary.write_timeouts += 1;
+                let timeout_s = self.config.write_timeout.unwrap_or_default().as_secs_f64();
+                warn!(
+                    sd, %peer, pending, timeout_s,
+                    "sd {sd} ({peer}) made no write progress for {timeout_s} s (write timeout); \
+                     disconnecting it, {pending} bytes dropped"
                 );
             }
             DropReason::Shutdown => debug!(sd, pending, "closing sd {sd} at shutdown"),
