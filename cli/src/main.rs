@@ -8,17 +8,36 @@ use std::io::{self, IsTerminal};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
-use backend_polling::PollingBackend;
-use clap::error::ErrorKind;
-use clap::{ArgAction, Parser};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Parser, ValueEnum};
 use server_core::{Backend, Config, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+#[cfg(not(any(feature = "polling", feature = "select")))]
+compile_error!(
+    "the server needs at least one I/O backend: build with `--features polling`, \
+     `--features select`, or the default features (both)"
+);
+
 /// The seed program's usage line; printed for every argument error.
 const USAGE: &str = "Usage: server <port>";
+
+/// `--version`: the package version and the backends compiled into this build.
+const VERSION: &str = {
+    #[cfg(all(feature = "polling", feature = "select"))]
+    let v = concat!(env!("CARGO_PKG_VERSION"), " (+polling +select)");
+    #[cfg(all(feature = "polling", not(feature = "select")))]
+    let v = concat!(env!("CARGO_PKG_VERSION"), " (+polling)");
+    #[cfg(all(not(feature = "polling"), feature = "select"))]
+    let v = concat!(env!("CARGO_PKG_VERSION"), " (+select)");
+    #[cfg(not(any(feature = "polling", feature = "select")))]
+    let v = env!("CARGO_PKG_VERSION");
+    v
+};
 
 /// Pending connections the kernel may hold before we accept them. std and mio use 128; a chat
 /// room is joined in bursts (a script opening hundreds of clients), and Linux clamps this to
@@ -38,7 +57,7 @@ Stop with Ctrl-C (or SIGTERM): pending output gets 2 s to drain, then the server
 #[derive(Debug, Parser)]
 #[command(
     name = "server",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (+polling)"),
+    version = VERSION,
     after_help = EXAMPLES
 )]
 struct Args {
@@ -53,6 +72,102 @@ struct Args {
     /// Log only warnings and errors. RUST_LOG overrides.
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
+
+    /// I/O backend: `polling` (epoll, kqueue, IOCP; the default when compiled in; clients bounded
+    /// by memory and `ulimit -n`) or `select` (the seed's select(); about 1,018 clients on Unix,
+    /// 1,024 on Windows). `--version` lists the backends this build has.
+    #[arg(long, value_enum, default_value_t = BackendKind::DEFAULT)]
+    backend: BackendKind,
+
+    /// Most bytes queued for one client before it is cut as a slow consumer. Accepts suffixes:
+    /// 512KiB, 16MiB, 1GiB (K/M/G are the same binary units).
+    #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_size)]
+    max_pending: usize,
+
+    /// Cut a client when bytes have waited this long for it with no write progress at all.
+    /// 0 turns the timeout off (only --max-pending applies).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_secs)]
+    write_timeout: Duration,
+
+    /// Most clients at once; later ones are accepted and closed at once with a log line.
+    /// Default: what the descriptor limit (`ulimit -n`, raised to its hard limit at start) and
+    /// the backend allow, minus a small reserve.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    max_clients: Option<u64>,
+
+    /// On Ctrl-C / SIGTERM, how long pending output may take to drain before the server closes
+    /// everything and exits. A second Ctrl-C exits at once.
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    drain_timeout: Duration,
+}
+
+/// Descriptors kept back from `--max-clients`' default: stdio, the listener and its spare, the
+/// backend's own (an epoll instance, a waker pair) and a margin for the log and the runtime.
+#[cfg(unix)]
+const FD_RESERVE: u64 = 16;
+
+/// `16MiB`, `512k`, `1G`, `4096`: binary units, case-insensitive, optional `B`/`iB`.
+fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 65536, 512KiB or 16MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("{text:?}: unknown unit (use KiB, MiB or GiB)")),
+    };
+    let bytes = number
+        .checked_mul(1u64 << shift)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(bytes)
+}
+
+/// Seconds, whole or fractional: `10`, `0.5`, `0`.
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a number of seconds"))
+}
+
+/// The backends a user can name. Every build knows both names, so asking for one this build
+/// lacks is a clear error rather than an unknown value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    /// The `polling` crate: epoll, kqueue, event ports, IOCP.
+    Polling,
+    /// `select()`: POSIX select, Winsock select.
+    Select,
+}
+
+impl BackendKind {
+    #[cfg(feature = "polling")]
+    const DEFAULT: BackendKind = BackendKind::Polling;
+    #[cfg(not(feature = "polling"))]
+    const DEFAULT: BackendKind = BackendKind::Select;
+
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::Polling => "polling",
+            BackendKind::Select => "select",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 fn main() -> ExitCode {
@@ -62,9 +177,15 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        // The seed's contract: one usage line and exit 1 (clap's own errors exit 2).
-        Err(_) => {
-            eprintln!("{USAGE}");
+        // The seed's contract: one usage line and exit 1 (clap's own errors exit 2). A bad value
+        // for an option (not the port) also says which option and why, first.
+        Err(e) => {
+            if let Some(line) = option_error(&e) {
+                eprintln!("server: {line}");
+                eprintln!("{USAGE} [OPTIONS]");
+            } else {
+                eprintln!("{USAGE}");
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -78,12 +199,69 @@ fn main() -> ExitCode {
     }
 }
 
+/// The one-line complaint for a bad option value, or `None` for errors that get the seed's bare
+/// usage line (a missing, extra or malformed port, an unknown flag).
+fn option_error(e: &clap::Error) -> Option<String> {
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    if !arg.starts_with('-') {
+        return None; // the port
+    }
+    let value = match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => format!(" {v:?}"),
+        _ => String::new(),
+    };
+    let valid = match e.get(ContextKind::ValidValue) {
+        Some(ContextValue::Strings(v)) => format!(" (expected one of: {})", v.join(", ")),
+        _ => String::new(),
+    };
+    Some(format!("invalid value{value} for {arg}{valid}"))
+}
+
 /// Everything from binding to the end of the event loop. `Err` is the message for the terminal.
 fn serve(args: &Args) -> Result<(), String> {
+    match args.backend {
+        #[cfg(feature = "polling")]
+        BackendKind::Polling => serve_with(args, backend_polling::PollingBackend::new),
+        #[cfg(feature = "select")]
+        BackendKind::Select => serve_with(args, backend_select::SelectBackend::new),
+        #[allow(unreachable_patterns)] // reachable only in builds without every backend
+        kind => Err(format!(
+            "this build has no {kind} backend (it has: {}); rebuild with `--features {kind}`",
+            compiled_backends()
+        )),
+    }
+}
+
+/// The backends compiled into this build, for messages: `"polling, select"`.
+fn compiled_backends() -> String {
+    let list = VERSION
+        .split_once('(')
+        .map_or("", |(_, rest)| rest.trim_end_matches(')'));
+    list.split_whitespace()
+        .map(|b| b.trim_start_matches('+'))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Binds, creates the backend, installs the signal handler and runs the event loop.
+fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result<(), String> {
     let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
     let listener = bind(addr).map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?;
-    let backend = PollingBackend::new()
-        .map_err(|e| format!("cannot create the polling backend: {}", describe(&e)))?;
+    let backend = make_backend().map_err(|e| {
+        format!(
+            "cannot create the {} backend: {}",
+            args.backend,
+            describe(&e)
+        )
+    })?;
     let shutdown = Shutdown::new(backend.waker());
     install_signal_handler(shutdown.clone())
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
@@ -96,7 +274,17 @@ fn serve(args: &Args) -> Result<(), String> {
         backend.name(),
         std::process::id()
     );
-    match server_core::run(listener, backend, &Config::default(), &shutdown) {
+    let config = config(args, backend.capacity());
+    info!(
+        max_clients = config.max_clients,
+        max_pending = config.max_pending,
+        "limits: {} clients, {} bytes pending per client, write timeout {:?}, drain {:?}",
+        config.max_clients,
+        config.max_pending,
+        config.write_timeout,
+        config.drain_timeout
+    );
+    match server_core::run(listener, backend, &config, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())
@@ -106,6 +294,42 @@ fn serve(args: &Args) -> Result<(), String> {
             Err(format!("event loop failed: {}", describe(&e)))
         }
     }
+}
+
+/// The engine's settings from the options; `--max-clients` defaults to what the descriptor limit
+/// and the backend allow.
+fn config(args: &Args, backend_capacity: Option<usize>) -> Config {
+    let by_backend = backend_capacity.map_or(u64::MAX, |c| c.saturating_sub(1) as u64);
+    let max_clients = args
+        .max_clients
+        .unwrap_or_else(|| descriptor_budget().min(by_backend));
+    Config {
+        max_pending: args.max_pending,
+        write_timeout: (!args.write_timeout.is_zero()).then_some(args.write_timeout),
+        drain_timeout: args.drain_timeout,
+        max_clients: usize::try_from(max_clients).unwrap_or(usize::MAX),
+        ..Config::default()
+    }
+}
+
+/// Clients the descriptor limit leaves room for, after raising the soft limit to the hard one
+/// (as Go's runtime does): each client costs one descriptor.
+#[cfg(unix)]
+fn descriptor_budget() -> u64 {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the descriptor limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    limit.saturating_sub(FD_RESERVE).max(1)
+}
+
+/// Windows has no per-process socket limit to size against; the backend's capacity applies.
+#[cfg(not(unix))]
+fn descriptor_budget() -> u64 {
+    u64::MAX
 }
 
 /// A non-blocking listener on `addr`, set up the way mio's `TcpListener::bind` does.
@@ -173,6 +397,36 @@ mod tests {
         assert!(!describe(&e).contains("os error"), "{}", describe(&e));
         let plain = io::Error::other("no code here");
         assert_eq!(describe(&plain), "no code here");
+    }
+
+    #[test]
+    fn sizes_accept_binary_suffixes_and_reject_nonsense() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("16m"), Ok(16 << 20));
+        assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1.5MiB",
+            "16 parsecs",
+            "0",
+            "99999999999999999999GiB",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn seconds_accept_fractions_and_zero() {
+        assert_eq!(parse_secs("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_secs("0"), Ok(Duration::ZERO));
+        for bad in ["", "-1", "soon", "NaN", "inf"] {
+            assert!(parse_secs(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

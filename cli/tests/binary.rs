@@ -33,6 +33,18 @@ fn start(extra: &[&str]) -> (ServerProcess, u16) {
     panic!("no free port after 5 tries");
 }
 
+/// The backends compiled into the binary under test; the run-time tests run once per backend.
+fn backends() -> Vec<&'static str> {
+    let mut all = Vec::new();
+    if cfg!(feature = "polling") {
+        all.push("polling");
+    }
+    if cfg!(feature = "select") {
+        all.push("select");
+    }
+    all
+}
+
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
@@ -74,8 +86,39 @@ fn help_and_version_exit_0() {
     let mut version = ServerProcess::spawn(bin(), &["--version"], &[]);
     let (status, output) = version.wait_exit();
     assert!(status.success());
+    assert!(output.contains(env!("CARGO_PKG_VERSION")), "{output}");
+    for backend in backends() {
+        assert!(output.contains(&format!("+{backend}")), "{output}");
+    }
+}
+
+#[test]
+fn bad_option_values_name_the_option_and_exit_1() {
+    let mut server = ServerProcess::spawn(bin(), &["--backend", "kqueue", "9000"], &[]);
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{output}");
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines.len(), 2, "{output}");
     assert!(
-        output.contains(env!("CARGO_PKG_VERSION")) && output.contains("+polling"),
+        lines[0].contains("--backend") && lines[0].contains("\"kqueue\""),
+        "{output}"
+    );
+    assert_eq!(lines[1], "Usage: server <port> [OPTIONS]");
+}
+
+#[cfg(not(all(feature = "polling", feature = "select")))]
+#[test]
+fn a_backend_missing_from_this_build_is_a_clear_error() {
+    let missing = if cfg!(feature = "polling") {
+        "select"
+    } else {
+        "polling"
+    };
+    let mut server = ServerProcess::spawn(bin(), &["--backend", missing, "9000"], &[]);
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains(&format!("this build has no {missing} backend")),
         "{output}"
     );
 }
@@ -100,20 +143,39 @@ fn port_in_use_is_reported_and_exits_1() {
 
 #[test]
 fn startup_line_names_address_backend_and_pid() {
-    let (server, port) = start(&[]);
+    let (server, _) = start(&[]);
+    let default = backends()[0];
     let line = server
         .seen
         .iter()
         .find(|l| l.contains("listening on"))
         .unwrap();
-    assert!(line.contains(&format!("0.0.0.0:{port}")), "{line}");
-    assert!(line.contains("backend polling"), "{line}");
-    assert!(line.contains(&format!("pid {}", server.pid())), "{line}");
+    assert!(
+        line.contains(&format!("backend {default}")),
+        "default: {line}"
+    );
+    for backend in backends() {
+        let (server, port) = start(&["--backend", backend]);
+        let line = server
+            .seen
+            .iter()
+            .find(|l| l.contains("listening on"))
+            .unwrap();
+        assert!(line.contains(&format!("0.0.0.0:{port}")), "{line}");
+        assert!(line.contains(&format!("backend {backend}")), "{line}");
+        assert!(line.contains(&format!("pid {}", server.pid())), "{line}");
+    }
 }
 
 #[test]
 fn relays_between_clients_and_logs_the_lifecycle() {
-    let (mut server, port) = start(&[]);
+    for backend in backends() {
+        relay_and_log_with(backend);
+    }
+}
+
+fn relay_and_log_with(backend: &str) {
+    let (mut server, port) = start(&["--backend", backend]);
     let mut clients = join_room(loopback(port), 3);
     clients[0].write_all(b"hello\n").unwrap();
     expect_bytes(&mut clients[1], b"hello\n");
@@ -143,14 +205,19 @@ fn relays_between_clients_and_logs_the_lifecycle() {
 )]
 #[test]
 fn sigterm_stops_gracefully_with_exit_0() {
-    let (mut server, port) = start(&[]);
-    let mut clients = join_room(loopback(port), 2);
-    clients[0].write_all(b"x").unwrap();
-    expect_bytes(&mut clients[1], b"x");
-    server.signal("TERM");
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
-    assert!(output.contains("stopped: 2 clients served"), "{output}");
+    for backend in backends() {
+        let (mut server, port) = start(&["--backend", backend]);
+        let mut clients = join_room(loopback(port), 2);
+        clients[0].write_all(b"x").unwrap();
+        expect_bytes(&mut clients[1], b"x");
+        server.signal("TERM");
+        let (status, output) = server.wait_exit();
+        assert_eq!(status.code(), Some(0), "{backend}: {output}");
+        assert!(
+            output.contains("stopped: 2 clients served"),
+            "{backend}: {output}"
+        );
+    }
 }
 
 #[cfg_attr(

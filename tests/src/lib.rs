@@ -586,6 +586,25 @@ impl ServerProcess {
         None
     }
 
+    /// Waits until `n` output lines in all contain `needle`; returns how many did (fewer than
+    /// `n` only if the output ended or [`TIMEOUT`] passed first).
+    pub fn wait_for_count(&mut self, needle: &str, n: usize) -> usize {
+        let mut count = count_lines(&self.seen, needle);
+        let deadline = Instant::now() + TIMEOUT;
+        while count < n && !self.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    count += usize::from(line.contains(needle));
+                    self.seen.push(line);
+                }
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+            }
+        }
+        count
+    }
+
     /// Waits for the process to exit (its output pipes close), killing it after [`TIMEOUT`].
     /// Returns the status and all output.
     #[track_caller]
