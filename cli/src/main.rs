@@ -275,14 +275,17 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
         std::process::id()
     );
     let config = config(args, backend.capacity());
+    let write_timeout = config
+        .write_timeout
+        .map_or("off".to_string(), |t| format!("{} s", t.as_secs_f64()));
     info!(
         max_clients = config.max_clients,
         max_pending = config.max_pending,
-        "limits: {} clients, {} bytes pending per client, write timeout {:?}, drain {:?}",
+        "limits: {} clients, {} bytes pending per client, write timeout {write_timeout}, \
+         drain {} s",
         config.max_clients,
         config.max_pending,
-        config.write_timeout,
-        config.drain_timeout
+        config.drain_timeout.as_secs_f64()
     );
     match server_core::run(listener, backend, &config, &shutdown) {
         Ok(summary) => {

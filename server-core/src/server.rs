@@ -450,7 +450,7 @@ impl Room {
                     // Typically EMFILE/ENFILE: out of descriptors. Log once per episode.
                     if self.out_of_fds.is_none() {
                         warn!(
-                            error = %e, clients = self.pool.len(),
+                            clients = self.pool.len(),
                             "accept failed: {e}; refusing new clients until some leave"
                         );
                         self.out_of_fds = Some(0);
