@@ -36,6 +36,7 @@
 //! ```
 
 mod backend;
+mod framing;
 mod policy;
 mod pool;
 mod queue;
@@ -44,6 +45,7 @@ mod server;
 pub use backend::{
     AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
 };
+pub use framing::{Framing, LineOptions};
 pub use pool::Pool;
 pub use queue::{OutQueue, MAX_SLICES};
 pub use server::{run, Config, DropReason, Shutdown, Summary};

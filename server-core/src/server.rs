@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, trace, warn};
 
 use crate::backend::{AsBorrowedSocket, Backend, Events, Interest, Token, Wake};
+use crate::framing::{self, Framing};
 use crate::policy::{self, Progress, Verdict};
 use crate::pool::Pool;
 use crate::queue::OutQueue;
@@ -39,6 +40,10 @@ pub struct Config {
     /// see [`Backend::capacity`]) are accepted, told nothing, logged as `server full` and closed
     /// at once, rather than left waiting in the kernel's backlog.
     pub max_clients: usize,
+    /// Raw chunks (the seed's behaviour) or whole lines.
+    pub framing: Framing,
+    /// Log a statistics line this often; `None`: only the summary at the end.
+    pub stats_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -51,6 +56,8 @@ impl Default for Config {
             drain_timeout: Duration::from_secs(2),
             accept_backoff: Duration::from_millis(100),
             max_clients: usize::MAX,
+            framing: Framing::Raw,
+            stats_interval: None,
         }
     }
 }
@@ -119,6 +126,8 @@ pub enum DropReason {
     WriteTimeout,
     /// Changing its registration with the backend failed.
     BackendError,
+    /// In line mode, it sent a line longer than the limit.
+    LineTooLong,
     /// The server stopped.
     Shutdown,
 }
@@ -132,6 +141,7 @@ impl fmt::Display for DropReason {
             DropReason::SlowConsumer => "slow consumer",
             DropReason::WriteTimeout => "write timeout",
             DropReason::BackendError => "backend error",
+            DropReason::LineTooLong => "line too long",
             DropReason::Shutdown => "server shutdown",
         })
     }
@@ -146,8 +156,10 @@ pub struct Summary {
     pub peak_clients: usize,
     /// Connections still open when the loop stopped (before they were closed).
     pub open_at_stop: usize,
-    /// Chunks read from clients.
-    pub chunks_in: u64,
+    /// Messages received: chunks in raw mode, whole lines in line mode.
+    pub messages_in: u64,
+    /// Messages queued for delivery, one per message per receiver.
+    pub messages_out: u64,
     /// Bytes read from clients.
     pub bytes_in: u64,
     /// Bytes written to clients.
@@ -160,6 +172,8 @@ pub struct Summary {
     pub slow_consumers: u64,
     /// Disconnects because bytes waited past the write timeout.
     pub write_timeouts: u64,
+    /// Disconnects because of a line over the line-mode limit.
+    pub long_lines: u64,
     /// Bytes queued for clients that were disconnected before they could be written.
     pub bytes_dropped: u64,
     /// Connections accepted and closed at once because the server was full.
@@ -173,18 +187,20 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} clients served (peak {}), {} chunks / {} bytes in, {} bytes out; \
-             cut: {} left, {} errors, {} slow consumers, {} write timeouts \
+            "{} clients served (peak {}), {} messages / {} bytes in, {} messages / {} bytes out; \
+             cut: {} left, {} errors, {} slow consumers, {} write timeouts, {} long lines \
              ({} bytes undelivered); refused: {} server full, {} out of descriptors",
             self.accepted,
             self.peak_clients,
-            self.chunks_in,
+            self.messages_in,
             self.bytes_in,
+            self.messages_out,
             self.bytes_out,
             self.peer_closed,
             self.errors,
             self.slow_consumers,
             self.write_timeouts,
+            self.long_lines,
             self.bytes_dropped,
             self.refused_full,
             self.refused_no_fds
@@ -238,6 +254,10 @@ struct Connection {
     progress: Progress,
     /// Already in the flush list this turn.
     dirty: bool,
+    /// Its id in the room: never reused while the server runs (unlike `sd` or the token).
+    id: u64,
+    /// Line mode: the bytes after its last newline, waiting for the rest of the line.
+    partial: Vec<u8>,
 }
 
 /// The event loop's state, apart from the backend and the listener.
@@ -267,6 +287,12 @@ struct Room {
     spare: Option<TcpListener>,
     /// Clients refused for want of descriptors in the current episode; `None` outside one.
     out_of_fds: Option<u64>,
+    /// The last client id handed out.
+    last_id: u64,
+    /// Line mode: the lines one read completed, reused for every read.
+    lines: Vec<u8>,
+    /// When the next statistics line is due, if they are on.
+    next_stats: Option<Instant>,
     summary: Summary,
 }
 
@@ -279,6 +305,9 @@ impl Room {
             next_sweep: None,
             spare: None,
             out_of_fds: None,
+            last_id: 0,
+            lines: Vec::new(),
+            next_stats: config.stats_interval.map(|t| Instant::now() + t),
             buf: vec![0; config.read_buffer.max(1)],
             config,
             pool: Pool::new(),
@@ -298,10 +327,10 @@ impl Room {
         shutdown: &Shutdown,
     ) -> io::Result<()> {
         while !shutdown.is_requested() {
-            let wake_at = match (self.accept_paused_until, self.next_sweep) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let wake_at = [self.accept_paused_until, self.next_sweep, self.next_stats]
+                .into_iter()
+                .flatten()
+                .min();
             let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
             backend.wait(&mut self.events, timeout)?;
             self.now = Instant::now();
@@ -331,10 +360,27 @@ impl Room {
             if self.next_sweep.is_some_and(|at| self.now >= at) {
                 self.sweep(backend);
             }
+            if let (Some(at), Some(every)) = (self.next_stats, self.config.stats_interval) {
+                if self.now >= at {
+                    self.log_stats();
+                    self.next_stats = Some(self.now.max(at + every));
+                }
+            }
             let early = std::mem::take(&mut self.early_resume);
             self.resume_accepting_if_due(listener, backend, early);
         }
         Ok(())
+    }
+
+    /// One statistics line: the summary so far, with the clients connected now.
+    fn log_stats(&self) {
+        info!(
+            clients = self.pool.len(),
+            peak = self.summary.peak_clients,
+            "stats: {} clients now; {}",
+            self.pool.len(),
+            self.summary
+        );
     }
 
     /// Cuts every connection whose pending bytes made no progress for the write timeout, and
@@ -519,6 +565,8 @@ impl Room {
     }
 
     fn add<B: Backend>(&mut self, stream: TcpStream, peer: SocketAddr, backend: &mut B) {
+        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; log it as a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let sd = stream.raw_number();
         // Accepted sockets inherit non-blocking mode on BSDs but not on Linux or Windows.
         if let Err(e) = stream.set_nonblocking(true) {
@@ -529,6 +577,7 @@ impl Room {
         if let Err(e) = stream.set_nodelay(true) {
             debug!(sd, error = %e, "TCP_NODELAY not set");
         }
+        let id = self.last_id + 1;
         let inserted = self.pool.insert_with(|token| {
             backend.register(stream.borrowed(), token, Interest::READABLE)?;
             Ok(Connection {
@@ -539,6 +588,8 @@ impl Room {
                 registered: Interest::READABLE,
                 progress: Progress::default(),
                 dirty: false,
+                id,
+                partial: Vec::new(),
             })
         });
         match inserted {
@@ -549,9 +600,11 @@ impl Room {
                         "accepting new clients again ({refused} refused meanwhile)"
                     );
                 }
+                self.last_id = id;
                 self.summary.accepted += 1;
                 self.summary.peak_clients = self.summary.peak_clients.max(self.pool.len());
-                info!(sd, %peer, token = token.0, clients = self.pool.len(), "New incoming connection on sd {sd}");
+                info!(sd, id, %peer, clients = self.pool.len(), "New incoming connection on sd {sd}");
+                self.announce(token, id, "joined", backend);
             }
             // The stream was never registered and is closed as it drops here.
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
@@ -584,11 +637,34 @@ impl Room {
             Ok(0) => self.remove(token, DropReason::PeerClosed, None, backend),
             Ok(n) => {
                 let sd = conn.sd;
-                self.summary.chunks_in += 1;
                 self.summary.bytes_in += n as u64;
                 debug!(sd, bytes = n, "{n} bytes received from sd {sd}");
-                let chunk: Rc<[u8]> = Rc::from(&self.buf[..n]);
-                self.fan_out(token, chunk, backend);
+                let (chunk, messages): (Rc<[u8]>, u64) = match &self.config.framing {
+                    Framing::Raw => (Rc::from(&self.buf[..n]), 1),
+                    Framing::Lines(opts) => {
+                        let data = &self.buf[..n];
+                        match framing::feed(&mut conn.partial, data, conn.id, opts, &mut self.lines)
+                        {
+                            Ok(0) => return, // a partial line: wait for the rest
+                            Ok(lines) => (Rc::from(&self.lines[..]), lines as u64),
+                            Err(too_long) => {
+                                let max = opts.max_line;
+                                let e = io::Error::new(
+                                    io::ErrorKind::InvalidData,
+                                    format!("{too_long}; the limit is {max}"),
+                                );
+                                return self.remove(
+                                    token,
+                                    DropReason::LineTooLong,
+                                    Some(&e),
+                                    backend,
+                                );
+                            }
+                        }
+                    }
+                };
+                self.summary.messages_in += messages;
+                self.fan_out(token, chunk, messages, backend);
             }
             Err(e)
                 if matches!(
@@ -603,13 +679,20 @@ impl Room {
     }
 
     /// Queues one shared chunk for every connection but its sender.
-    fn fan_out<B: Backend>(&mut self, from: Token, chunk: Rc<[u8]>, backend: &mut B) {
+    fn fan_out<B: Backend>(
+        &mut self,
+        from: Token,
+        chunk: Rc<[u8]>,
+        messages: u64,
+        backend: &mut B,
+    ) {
         let max_pending = self.config.max_pending;
         for (token, conn) in self.pool.iter_mut() {
             if token == from {
                 continue;
             }
             conn.queue.push(Rc::clone(&chunk));
+            self.summary.messages_out += messages;
             if conn.queue.len() > max_pending {
                 self.overflowed.push((token, DropReason::SlowConsumer));
             } else if !conn.dirty {
@@ -689,7 +772,9 @@ impl Room {
         }
     }
 
-    /// Deregisters, logs why, and closes one connection. The only place a connection is closed.
+    /// Deregisters, logs why (one line per client), and closes one connection. The only place
+    /// a connection is closed. In line mode a client that leaves gets its unterminated last line
+    /// delivered, and with `announce` the room hears that it left.
     fn remove<B: Backend>(
         &mut self,
         token: Token,
@@ -703,43 +788,97 @@ impl Room {
         // Deregister while the socket is still open. An error means the backend no longer holds
         // it, which is the state we want; the socket is closed below either way.
         let _ = backend.deregister(conn.stream.borrowed());
-        let sd = conn.sd;
+        let (sd, id) = (conn.sd, conn.id);
         let peer = conn.peer.map(|p| p.to_string()).unwrap_or_default();
         let pending = conn.queue.clear();
         self.summary.bytes_dropped += pending as u64;
+        let partial = std::mem::take(&mut conn.partial);
+        // Closed before the log line, so whoever reads "removing connection" may rely on it.
+        drop(conn);
+        let clients = self.pool.len();
         let error = error.map(tracing::field::display);
         match reason {
             DropReason::PeerClosed => {
                 self.summary.peer_closed += 1;
-                info!(sd, %peer, error, "Connection closed for sd {sd}");
+                info!(
+                    sd, id, %peer, %reason, error, clients,
+                    "Connection closed for sd {sd}; removing connection with sd {sd}"
+                );
             }
             DropReason::SlowConsumer => {
                 self.summary.slow_consumers += 1;
                 warn!(
-                    sd, %peer, pending, max_pending = self.config.max_pending,
-                    "sd {sd} ({peer}) is a slow consumer: {pending} bytes pending exceed the limit; \
-                     disconnecting it, {pending} bytes dropped"
+                    sd, id, %peer, %reason, pending, max_pending = self.config.max_pending, clients,
+                    "sd {sd} ({peer}) is a slow consumer: {pending} bytes pending exceed the \
+                     limit; removing connection with sd {sd}, {pending} bytes dropped"
                 );
             }
             DropReason::WriteTimeout => {
                 self.summary.write_timeouts += 1;
                 let timeout_s = self.config.write_timeout.unwrap_or_default().as_secs_f64();
                 warn!(
-                    sd, %peer, pending, timeout_s,
+                    sd, id, %peer, %reason, pending, timeout_s, clients,
                     "sd {sd} ({peer}) made no write progress for {timeout_s} s (write timeout); \
-                     disconnecting it, {pending} bytes dropped"
+                     removing connection with sd {sd}, {pending} bytes dropped"
                 );
             }
-            DropReason::Shutdown => debug!(sd, pending, "closing sd {sd} at shutdown"),
+            DropReason::LineTooLong => {
+                self.summary.long_lines += 1;
+                warn!(
+                    sd, id, %peer, %reason, error, pending, clients,
+                    "sd {sd} ({peer}) sent a line over the limit; removing connection with sd {sd}"
+                );
+            }
+            DropReason::Shutdown => debug!(sd, id, pending, "closing sd {sd} at shutdown"),
             DropReason::ReadError | DropReason::WriteError | DropReason::BackendError => {
                 self.summary.errors += 1;
-                warn!(sd, %peer, %reason, error, pending, "dropping sd {sd}: {reason}");
+                warn!(
+                    sd, id, %peer, %reason, error, pending, clients,
+                    "dropping sd {sd}: {reason}; removing connection with sd {sd}"
+                );
             }
         }
-        info!(sd, clients = self.pool.len(), reason = %reason, "removing connection with sd {sd}");
-        drop(conn);
         if self.accept_paused_until.is_some() {
             self.early_resume = true;
+        }
+        if reason != DropReason::Shutdown {
+            self.farewell(token, id, partial, reason, backend);
+        }
+    }
+
+    /// Line mode: delivers a leaving client's unterminated last line (if it left rather than
+    /// being cut), then announces its departure if asked to.
+    fn farewell<B: Backend>(
+        &mut self,
+        token: Token,
+        id: u64,
+        mut partial: Vec<u8>,
+        reason: DropReason,
+        backend: &mut B,
+    ) {
+        let Framing::Lines(opts) = &self.config.framing else {
+            return;
+        };
+        let announce = opts.announce;
+        if reason == DropReason::PeerClosed
+            && framing::finish(&mut partial, id, opts, &mut self.lines)
+        {
+            self.summary.messages_in += 1;
+            let last: Rc<[u8]> = Rc::from(&self.lines[..]);
+            self.fan_out(token, last, 1, backend);
+        }
+        if announce {
+            self.announce(token, id, "left", backend);
+        }
+    }
+
+    /// Line mode with `announce`: tells every client but `about` that client `id` joined or left.
+    fn announce<B: Backend>(&mut self, about: Token, id: u64, what: &str, backend: &mut B) {
+        if let Framing::Lines(opts) = &self.config.framing {
+            if opts.announce {
+                let notice: Rc<[u8]> = Rc::from(framing::notice(id, what));
+                self.fan_out(about, notice, 1, backend);
+            }
         }
     }
 }
