@@ -5,14 +5,14 @@
 //! and nowhere else.
 
 use std::io::{self, IsTerminal};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser, ValueEnum};
-use server_core::{Backend, Config, Shutdown};
+use server_core::{Backend, Config, Framing, LineOptions, Shutdown};
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -46,24 +46,64 @@ const BACKLOG: i32 = 1024;
 
 const EXAMPLES: &str = "\
 Examples:
-  server 9000              relay on port 9000 (all IPv4 interfaces)
-  server -v 9000           also log every chunk received
-  RUST_LOG=trace server 9000
+  server 9000
+      relay raw bytes on port 9000, for IPv6 and IPv4 clients alike
+  server --framing line --tag --announce 9000
+      a line chat: others see \"[3] hello\", \"* 4 joined\", \"* 4 left\"
+  server --bind 127.0.0.1 --backend select --stats-interval 60 -q 9000
+      loopback only, the select backend, a statistics line every minute
 
 Try it: run `nc 127.0.0.1 9000` in two terminals and type.
-Stop with Ctrl-C (or SIGTERM): pending output gets 2 s to drain, then the server exits 0.";
+Stop with Ctrl-C (or SIGTERM): pending output gets --drain-timeout to drain, then the server
+exits 0 with a summary line. RUST_LOG (e.g. RUST_LOG=debug) overrides -v and -q.";
 
 /// A TCP chat relay: every chunk one client sends is forwarded to every other client.
 #[derive(Debug, Parser)]
 #[command(
     name = "server",
     version = VERSION,
+    // `--write-timeout -1` is a bad value of that option, not an unknown flag `-1`.
+    allow_negative_numbers = true,
     after_help = EXAMPLES
 )]
 struct Args {
-    /// TCP port to listen on, 1-65535, on all IPv4 interfaces.
+    /// TCP port to listen on, 1-65535.
     #[arg(value_parser = clap::value_parser!(u16).range(1..))]
     port: u16,
+
+    /// Address to listen on, IPv4 or IPv6 (e.g. 127.0.0.1, ::1). Default: `::` with IPv4
+    /// mapped in, so one socket serves IPv6 and IPv4 clients in one room; `0.0.0.0` where IPv6
+    /// is unavailable.
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<IpAddr>,
+
+    /// `raw`: relay every chunk as it arrives, bytes as they are (the default). `line`: relay
+    /// whole lines only; a partial line waits for its newline, so lines never interleave.
+    #[arg(long, value_enum, default_value_t = FramingKind::Raw)]
+    framing: FramingKind,
+
+    /// Line mode: the longest line allowed (not counting its newline); a sender that exceeds it
+    /// is disconnected.
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
+    max_line: usize,
+
+    /// Line mode: prefix every forwarded line with the sender's id, e.g. `[7] hello`. Ids are
+    /// never reused while the server runs.
+    #[arg(long)]
+    tag: bool,
+
+    /// Line mode: tell the room when a client joins or leaves (`* 7 joined`, `* 7 left`).
+    #[arg(long)]
+    announce: bool,
+
+    /// Log format on stderr: `text` for people, `json` (one object per line) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// Log a statistics line every SECS seconds: clients now and peak, messages and bytes in
+    /// and out, clients cut by reason. Off by default.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    stats_interval: Option<Duration>,
 
     /// Log more: -v adds every chunk received, -vv every readiness event. RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count)]
@@ -131,6 +171,14 @@ fn parse_size(text: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// A positive number of seconds.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_secs(text)? {
+        d if d.is_zero() => Err("must be more than 0 seconds".into()),
+        d => Ok(d),
+    }
+}
+
 /// Seconds, whole or fractional: `10`, `0.5`, `0`.
 fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -138,6 +186,24 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is not a number of seconds"))
+}
+
+/// `--framing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum FramingKind {
+    /// Every chunk as it arrives.
+    Raw,
+    /// Whole lines.
+    Line,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The backends a user can name. Every build knows both names, so asking for one this build
@@ -189,6 +255,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.framing == FramingKind::Raw && (args.tag || args.announce) {
+        eprintln!("server: --tag and --announce work on lines: add --framing line");
+        eprintln!("{USAGE} [OPTIONS]");
+        return ExitCode::FAILURE;
+    }
     init_logging(&args);
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -253,8 +324,7 @@ fn compiled_backends() -> String {
 
 /// Binds, creates the backend, installs the signal handler and runs the event loop.
 fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result<(), String> {
-    let addr = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
-    let listener = bind(addr).map_err(|e| format!("cannot listen on {addr}: {}", describe(&e)))?;
+    let (listener, addr) = listen(args)?;
     let backend = make_backend().map_err(|e| {
         format!(
             "cannot create the {} backend: {}",
@@ -266,11 +336,16 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
     install_signal_handler(shutdown.clone())
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
 
+    let families = match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => "IPv6 and IPv4",
+        SocketAddr::V6(_) => "IPv6",
+        SocketAddr::V4(_) => "IPv4",
+    };
     info!(
         address = %addr,
         backend = backend.name(),
         pid = std::process::id(),
-        "listening on {addr} (backend {}, pid {})",
+        "listening on {addr} ({families}; backend {}, pid {})",
         backend.name(),
         std::process::id()
     );
@@ -311,6 +386,15 @@ fn config(args: &Args, backend_capacity: Option<usize>) -> Config {
         write_timeout: (!args.write_timeout.is_zero()).then_some(args.write_timeout),
         drain_timeout: args.drain_timeout,
         max_clients: usize::try_from(max_clients).unwrap_or(usize::MAX),
+        framing: match args.framing {
+            FramingKind::Raw => Framing::Raw,
+            FramingKind::Line => Framing::Lines(LineOptions {
+                max_line: args.max_line,
+                tag: args.tag,
+                announce: args.announce,
+            }),
+        },
+        stats_interval: args.stats_interval,
         ..Config::default()
     }
 }
@@ -335,6 +419,35 @@ fn descriptor_budget() -> u64 {
     u64::MAX
 }
 
+/// The listener `--bind` asks for, or by default one dual-stack socket on `[::]`, falling back to
+/// `0.0.0.0` where IPv6 is unavailable. `Err` is the message for the terminal.
+fn listen(args: &Args) -> Result<(TcpListener, SocketAddr), String> {
+    let failed =
+        |addr: SocketAddr, e: io::Error| format!("cannot listen on {addr}: {}", describe(&e));
+    if let Some(ip) = args.bind {
+        let addr = SocketAddr::new(ip, args.port);
+        return bind(addr).map(|l| (l, addr)).map_err(|e| failed(addr, e));
+    }
+    let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, args.port));
+    match bind(any6) {
+        Ok(listener) => Ok((listener, any6)),
+        // The port is taken, or not ours to take: IPv4 would say the same.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Err(failed(any6, e))
+        }
+        Err(e6) => {
+            let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
+            warn!(error = %e6, "IPv6 unavailable ({}); listening on IPv4 only", describe(&e6));
+            bind(any4).map(|l| (l, any4)).map_err(|e| failed(any4, e))
+        }
+    }
+}
+
 /// A non-blocking listener on `addr`, set up the way mio's `TcpListener::bind` does.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -342,6 +455,11 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // Windows, where SO_REUSEADDR would let another process bind a port we are using.
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // One socket for both families: IPv4 clients arrive as ::ffff:a.b.c.d. Windows and some
+        // BSDs default to IPv6-only, so say it explicitly.
+        socket.set_only_v6(false)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
@@ -373,12 +491,14 @@ fn init_logging(args: &Args) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match args.log_format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// An OS error's text without std's " (os error N)" suffix: the user reads the words.

@@ -37,11 +37,11 @@ fn start(args: &[&str], ulimit_n: Option<u32>) -> (ServerProcess, u16) {
             ServerProcess::spawn(Path::new("/bin/sh"), &sh_args, &[])
         }
     };
-    // The first client confirms it listens; it leaves at once, and its slot is free again once
-    // the server logged its removal.
+    // `connect_when_listening` connects twice (a probe, then the stream it returns); both leave
+    // at once, and their slots are free again once the server logged both removals.
     drop(connect_when_listening(loopback(port)));
     let mut server = server;
-    assert_eq!(server.wait_for_count("removing connection", 1), 1);
+    assert_eq!(server.wait_for_count("removing connection", 2), 2);
     (server, port)
 }
 
@@ -57,10 +57,21 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 /// How many descriptors the server has open.
 #[cfg(target_os = "linux")]
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+fn open_fds(pid: u32) -> Vec<String> {
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("read fd dir")
-        .count()
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect();
+    fds.sort();
+    fds
 }
 
 #[test]
@@ -157,8 +168,8 @@ fn ten_thousand_connections_leak_no_descriptors() {
     }
     // Every connection's removal is logged once; after the last one the pool is empty.
     assert_eq!(
-        server.wait_for_count("removing connection", CYCLES + 1),
-        CYCLES + 1
+        server.wait_for_count("removing connection", CYCLES + 2),
+        CYCLES + 2
     );
     assert_eq!(open_fds(server.pid()), baseline, "descriptors leaked");
 }

@@ -177,7 +177,8 @@ pub fn sync_room(clients: &mut [TcpStream]) {
     let Some((last, others)) = clients.split_last_mut() else {
         return;
     };
-    let probe = format!("<probe {}>", PROBES.fetch_add(1, Ordering::Relaxed));
+    // A whole line, so the probe also passes a relay in line mode.
+    let probe = format!("<probe {}>\n", PROBES.fetch_add(1, Ordering::Relaxed));
     last.write_all(probe.as_bytes()).expect("send probe");
     for client in others {
         expect_bytes(client, probe.as_bytes());

@@ -334,3 +334,128 @@ fn a_reader_that_stops_reading_is_cut_by_the_write_timeout() {
     let out = summary.bytes_out as usize;
     assert!(out >= SIZE + got && out - SIZE - got < 64, "bytes_out {out}, got {got}");
 }
+
+/// Line mode with the given options.
+fn lines(max_line: usize, tag: bool, announce: bool) -> Config {
+    Config {
+        framing: server_core::Framing::Lines(server_core::LineOptions {
+            max_line,
+            tag,
+            announce,
+        }),
+        ..Config::default()
+    }
+}
+
+/// Reads `stream` until `n` whole lines arrived; panics on a timeout or close.
+fn read_lines(stream: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut got = Vec::new();
+    let mut lines = Vec::new();
+    let mut buf = [0; 65536];
+    stream.set_read_timeout(Some(relay_tests::TIMEOUT)).unwrap();
+    while lines.len() < n {
+        let k = stream.read(&mut buf).expect("read lines");
+        assert!(k > 0, "closed after {} of {n} lines", lines.len());
+        got.extend_from_slice(&buf[..k]);
+        while let Some(end) = got.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = got.drain(..=end).collect();
+            lines.push(String::from_utf8(line).expect("utf-8 line"));
+        }
+    }
+    assert!(got.is_empty(), "bytes after the last expected line: {got:?}");
+    lines
+}
+
+#[test]
+fn line_mode_reassembles_lines_and_never_interleaves_senders() {
+    const SENDERS: usize = 6;
+    const LINES: usize = 400;
+    let server = start(lines(64 * 1024, false, false));
+    let clients = join_room(server.addr, SENDERS + 1);
+    let mut clients = clients.into_iter();
+    let mut watcher = clients.next().unwrap();
+    let senders: Vec<_> = clients
+        .enumerate()
+        .map(|(s, mut c)| {
+            thread::spawn(move || {
+                let mut text = String::new();
+                for i in 0..LINES {
+                    // Lines of varied length, each saying who sent it and where it stands.
+                    let pad = "x".repeat((s * 7 + i * 13) % 300);
+                    text.push_str(&format!("sender {s} line {i} {pad} end\n"));
+                }
+                // Split at pseudo-random points, so lines arrive in pieces.
+                let bytes = text.into_bytes();
+                let mut at = 0;
+                let mut seed = 0x9e37_79b9_u32.wrapping_mul(s as u32 + 1);
+                while at < bytes.len() {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    let len = (seed as usize % 97 + 1).min(bytes.len() - at);
+                    c.write_all(&bytes[at..at + len]).unwrap();
+                    at += len;
+                }
+                c
+            })
+        })
+        .collect();
+    let got = read_lines(&mut watcher, SENDERS * LINES);
+    let _senders: Vec<TcpStream> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut next = [0usize; SENDERS];
+    for line in &got {
+        let words: Vec<&str> = line.trim_end().split(' ').collect();
+        assert_eq!(words.len(), 6, "a torn or mixed line: {line:?}");
+        let (s, i): (usize, usize) = (words[1].parse().unwrap(), words[3].parse().unwrap());
+        assert_eq!(i, next[s], "sender {s} out of order");
+        assert_eq!(words[4].len(), (s * 7 + i * 13) % 300, "line {i} of {s} damaged");
+        assert_eq!(words[5], "end");
+        next[s] += 1;
+    }
+    assert_eq!(next, [LINES; SENDERS]);
+    server.stop();
+}
+
+#[test]
+fn line_mode_cuts_only_the_sender_of_an_overlong_line() {
+    let server = start(lines(100, false, false));
+    let mut clients = join_room(server.addr, 3);
+    clients[0].write_all(&[b'y'; 150]).unwrap();
+    expect_closed(&mut clients[0]);
+    assert!(server.logs.wait_for_count("line too long", 1));
+    clients[1].write_all(b"still fine\n").unwrap();
+    assert_eq!(read_lines(&mut clients[2], 1), ["still fine\n"]);
+    let summary = server.stop();
+    assert_eq!(summary.long_lines, 1);
+}
+
+#[test]
+fn line_mode_tags_lines_with_ids_that_are_never_reused_and_announces() {
+    let server = start(lines(1000, true, true));
+    let mut watcher = connect(server.addr);
+    let mut ids = Vec::new();
+    for round in 0..3 {
+        let mut c = connect(server.addr);
+        // Its arrival is announced to the watcher, with a fresh id each time.
+        let joined = read_lines(&mut watcher, 1).remove(0);
+        let id: u64 = joined
+            .strip_prefix("* ")
+            .and_then(|rest| rest.strip_suffix(" joined\n"))
+            .unwrap_or_else(|| panic!("not a join notice: {joined:?}"))
+            .parse()
+            .unwrap();
+        ids.push(id);
+        c.write_all(format!("hello {round}\nsecond").as_bytes()).unwrap();
+        assert_eq!(read_lines(&mut watcher, 1), [format!("[{id}] hello {round}\n")]);
+        // Leaving delivers the unterminated tail with a newline, then the notice.
+        drop(c);
+        assert_eq!(
+            read_lines(&mut watcher, 2),
+            [format!("[{id}] second\n"), format!("* {id} left\n")]
+        );
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "ids reused: {ids:?}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    server.stop();
+}
