@@ -1,0 +1,377 @@
+//! The relays under test: our `server` (once per compiled backend), `ncat --broker`, and the
+//! in-tool ceiling relay. Each is started on a free loopback port, waited for until it accepts
+//! (bounded), and stopped (killed and reaped) when its handle drops, even on error or panic.
+
+use std::fs::File;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::ceiling::{CeilingRelay, Mangle};
+use crate::procstat::Meter;
+
+/// How long a relay may take to start accepting.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `server --version` / `--help` may take.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What kind of relay a target is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Our binary; `backend` is passed as `--backend NAME` when the binary has that option.
+    Ours {
+        /// The binary.
+        path: PathBuf,
+        /// `--backend` value, or `None` to run the binary's default.
+        backend: Option<String>,
+    },
+    /// `ncat --broker`.
+    Ncat(PathBuf),
+    /// The in-tool one-thread relay.
+    Ceiling,
+}
+
+/// One relay to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Its name in results: `server/polling`, `ncat`, `ceiling`.
+    pub(crate) name: String,
+    /// The backend name for our server (also when it runs without `--backend`).
+    pub(crate) backend: Option<String>,
+    /// How to start it.
+    pub(crate) kind: Kind,
+}
+
+impl Target {
+    /// The most clients this relay can hold, if it has a known hard limit: `select(2)` and
+    /// ncat (which uses it) stop at `FD_SETSIZE` (1024) descriptors.
+    pub(crate) fn client_limit(&self) -> Option<usize> {
+        match (&self.kind, self.backend.as_deref()) {
+            (Kind::Ncat(_), _) | (_, Some("select")) => Some(1000),
+            _ => None,
+        }
+    }
+
+    /// Starts it; `log` receives a server process's stderr.
+    pub(crate) fn start(&self, log: Option<&Path>) -> io::Result<Running> {
+        match &self.kind {
+            Kind::Ceiling => Ok(Running::Relay(CeilingRelay::start(Mangle::None)?)),
+            Kind::Ours { path, backend } => {
+                let port = free_port()?;
+                let mut cmd = Command::new(path);
+                cmd.arg("-q");
+                if let Some(b) = backend {
+                    cmd.args(["--backend", b]);
+                }
+                cmd.arg(port.to_string());
+                ServerGuard::spawn(&self.name, cmd, port, log).map(Running::Process)
+            }
+            Kind::Ncat(path) => {
+                let port = free_port()?;
+                let mut cmd = Command::new(path);
+                // -n: no DNS look-ups (each costs ncat a second-long stall per connection);
+                // -m: ncat's default limit is 100 connections.
+                cmd.args([
+                    "-n",
+                    "--broker",
+                    "-l",
+                    "127.0.0.1",
+                    &port.to_string(),
+                    "-m",
+                    "20000",
+                ]);
+                ServerGuard::spawn(&self.name, cmd, port, log).map(Running::Process)
+            }
+        }
+    }
+}
+
+/// A started relay.
+#[derive(Debug)]
+pub(crate) enum Running {
+    /// A child process.
+    Process(ServerGuard),
+    /// The in-tool relay.
+    Relay(CeilingRelay),
+}
+
+impl Running {
+    /// Where clients connect.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        match self {
+            Running::Process(p) => p.addr,
+            Running::Relay(r) => r.addr(),
+        }
+    }
+
+    /// Its process or thread, for CPU and memory.
+    pub(crate) fn meter(&self) -> Option<Meter> {
+        match self {
+            Running::Process(p) => Some(Meter::Process(p.child.id())),
+            Running::Relay(r) => r.meter(),
+        }
+    }
+
+    /// Whether the relay is still running (a process that exited is not).
+    pub(crate) fn alive(&mut self) -> bool {
+        match self {
+            Running::Process(p) => matches!(p.child.try_wait(), Ok(None)),
+            Running::Relay(_) => true,
+        }
+    }
+}
+
+/// A server child process, killed and reaped on drop.
+#[derive(Debug)]
+pub(crate) struct ServerGuard {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerGuard {
+    /// Spawns `cmd` and waits (bounded) until it accepts on 127.0.0.1:`port`.
+    fn spawn(
+        name: &str,
+        mut cmd: Command,
+        port: u16,
+        log: Option<&Path>,
+    ) -> io::Result<ServerGuard> {
+        let stderr = match log {
+            Some(path) => Stdio::from(File::create(path)?),
+            None => Stdio::null(),
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        let child = cmd
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{name}: cannot start: {e}")))?;
+        let mut guard = ServerGuard {
+            child,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        };
+        guard.wait_accepting(name)?;
+        Ok(guard)
+    }
+
+    /// Connects (and disconnects) until the server accepts, it exits, or [`START_TIMEOUT`].
+    fn wait_accepting(&mut self, name: &str) -> io::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Err(io::Error::other(format!(
+                    "{name} exited at start: {status}"
+                )));
+            }
+            match TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "{name} did not accept on {} within {START_TIMEOUT:?}: {e}",
+                            self.addr
+                        ),
+                    ))
+                }
+                // Starting up: polling a child process we cannot be notified by.
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago: the OS picked it for a listener that is then closed.
+pub(crate) fn free_port() -> io::Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// The backends a `server --version` line lists: `server 0.1.0 (+polling +select)` or
+/// `(+polling,+select)` give `["polling", "select"]`.
+pub(crate) fn parse_backends(version: &str) -> Vec<String> {
+    let Some(open) = version.rfind('(') else {
+        return Vec::new();
+    };
+    let inner = &version[open + 1..];
+    let inner = &inner[..inner.find(')').unwrap_or(inner.len())];
+    inner
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter_map(|t| t.strip_prefix('+'))
+        .filter(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Our server's targets: one per backend its `--version` lists. If the binary has no
+/// `--backend` option, it runs once, without the flag, named after the first listed backend.
+pub(crate) fn discover_ours(path: &Path) -> io::Result<(Vec<Target>, String)> {
+    let version = output_within(path, &["--version"])?;
+    let version = version
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let backends = parse_backends(&version);
+    let help = output_within(path, &["--help"]).unwrap_or_default();
+    let has_flag = help.contains("--backend");
+    let targets = if backends.is_empty() || !has_flag {
+        let name = backends.first().cloned();
+        vec![Target {
+            name: format!("server/{}", name.as_deref().unwrap_or("default")),
+            backend: name,
+            kind: Kind::Ours {
+                path: path.to_path_buf(),
+                backend: None,
+            },
+        }]
+    } else {
+        backends
+            .iter()
+            .map(|b| Target {
+                name: format!("server/{b}"),
+                backend: Some(b.clone()),
+                kind: Kind::Ours {
+                    path: path.to_path_buf(),
+                    backend: Some(b.clone()),
+                },
+            })
+            .collect()
+    };
+    Ok((targets, version))
+}
+
+/// Runs `path args` and returns its stdout, killing it after [`QUERY_TIMEOUT`].
+fn output_within(path: &Path, args: &[&str]) -> io::Result<String> {
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut out = child.stdout.take().expect("piped stdout");
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let deadline = Instant::now() + QUERY_TIMEOUT;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("{} {} did not finish", path.display(), args.join(" ")),
+            ));
+        }
+        // Waiting for a short-lived child process, which gives no other notification.
+        thread::sleep(Duration::from_millis(5));
+    }
+    reader
+        .join()
+        .map_err(|_| io::Error::other("output reader panicked"))
+}
+
+/// `ncat` on the `PATH` (or the usual place), if installed.
+pub(crate) fn find_ncat() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join("ncat"))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_lines_name_the_backends() {
+        let cases: [(&str, &[&str]); 7] = [
+            ("server 0.1.0 (+polling +select)", &["polling", "select"]),
+            ("server 0.1.0 (+polling,+select)", &["polling", "select"]),
+            ("server 0.1.0 (+polling, +select)", &["polling", "select"]),
+            ("server 0.1.0 (+polling)", &["polling"]),
+            ("server 0.1.0", &[]),
+            ("server 0.1.0 ()", &[]),
+            ("server 0.2.0-dev (build x) (+select -polling)", &["select"]),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_backends(line), want, "{line}");
+        }
+    }
+
+    #[test]
+    fn select_and_ncat_have_a_client_limit() {
+        let ours = |b: &str| Target {
+            name: format!("server/{b}"),
+            backend: Some(b.into()),
+            kind: Kind::Ours {
+                path: "server".into(),
+                backend: Some(b.into()),
+            },
+        };
+        assert_eq!(ours("polling").client_limit(), None);
+        assert_eq!(ours("select").client_limit(), Some(1000));
+        let ncat = Target {
+            name: "ncat".into(),
+            backend: None,
+            kind: Kind::Ncat("ncat".into()),
+        };
+        assert_eq!(ncat.client_limit(), Some(1000));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_dropped_guard_kills_and_reaps_its_process() {
+        // `sleep` never accepts, so build the guard by hand rather than through `spawn`.
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        let guard = ServerGuard {
+            child,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
+        };
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        drop(guard);
+        // Reaped: the pid no longer names our child (no zombie left behind).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(!stat.contains("(sleep)"), "still there: {stat}");
+    }
+
+    #[test]
+    fn a_server_that_exits_at_start_is_reported_not_waited_for() {
+        let mut cmd = Command::new("false");
+        cmd.arg("ignored");
+        let started = Instant::now();
+        let err = ServerGuard::spawn("false", cmd, free_port().unwrap(), None).unwrap_err();
+        assert!(err.to_string().contains("exited at start"), "{err}");
+        assert!(started.elapsed() < START_TIMEOUT);
+    }
+}
