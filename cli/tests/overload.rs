@@ -165,7 +165,9 @@ fn out_of_descriptors_refuses_cleanly_without_spinning_and_recovers() {
 #[test]
 fn ten_thousand_connections_leak_no_descriptors() {
     const CYCLES: usize = 10_000;
-    let (mut server, port) = start(&[], None);
+    // -v: a client that resets while still in the backlog may be reported by accept as
+    // aborted, or fail its set-up; those are logged (the first at debug) instead of a removal.
+    let (mut server, port) = start(&["-v"], None);
     let addr = loopback(port);
     let baseline = open_fds(server.pid());
     for i in 0..CYCLES {
@@ -176,11 +178,21 @@ fn ten_thousand_connections_leak_no_descriptors() {
         }
         drop(c);
     }
-    // Every connection's removal is logged once; after the last one the pool is empty.
-    assert_eq!(
-        server.wait_for_count("removing connection", CYCLES + 2),
-        CYCLES + 2
-    );
+    // Every connection's removal (or aborted accept) is logged once; after the last one the
+    // pool is empty.
+    let gone = [
+        "removing connection",
+        "accept: transient error",
+        "cannot make the new connection non-blocking",
+        "cannot register the new connection",
+    ];
+    let seen = server.wait_for_any_count(&gone, CYCLES + 2);
+    let unusual: Vec<&String> = server
+        .seen
+        .iter()
+        .filter(|l| !l.contains("removing connection") && !l.contains("New incoming"))
+        .collect();
+    assert_eq!(seen, CYCLES + 2, "other server output: {unusual:#?}");
     assert_eq!(open_fds(server.pid()), baseline, "descriptors leaked");
 }
 

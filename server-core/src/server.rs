@@ -473,13 +473,19 @@ impl Room {
         if self.accept_paused_until.is_some() {
             return; // a stale event from before the pause
         }
+        // Whether the previous accept failed with an error we cannot name portably.
+        let mut failed_before = false;
         for _ in 0..self.config.accept_burst {
             match listener.accept() {
                 Ok((stream, peer)) if self.pool.len() >= self.max_clients => {
+                    failed_before = false;
                     self.refuse_full(stream.raw_number(), peer, None);
                     drop(stream);
                 }
-                Ok((stream, peer)) => self.add(stream, peer, backend),
+                Ok((stream, peer)) => {
+                    failed_before = false;
+                    self.add(stream, peer, backend);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // The client gave up before we got to it, or a signal arrived: nothing to do.
                 Err(e)
@@ -490,6 +496,14 @@ impl Room {
                             | io::ErrorKind::ConnectionReset
                     ) =>
                 {
+                    debug!(error = %e, "accept: transient error, skipped");
+                }
+                // Linux reports some errors pending on the new connection itself (EPROTO,
+                // EHOSTUNREACH, ...; see accept(2)) from accept, and that connection is then gone:
+                // the next accept goes on. Running out of descriptors instead fails again at once
+                // on the same connection, so only a repeated failure is treated as exhaustion.
+                Err(e) if !failed_before => {
+                    failed_before = true;
                     debug!(error = %e, "accept: transient error, skipped");
                 }
                 Err(e) => {

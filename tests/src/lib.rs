@@ -590,13 +590,19 @@ impl ServerProcess {
     /// Waits until `n` output lines in all contain `needle`; returns how many did (fewer than
     /// `n` only if the output ended or [`TIMEOUT`] passed first).
     pub fn wait_for_count(&mut self, needle: &str, n: usize) -> usize {
-        let mut count = count_lines(&self.seen, needle);
+        self.wait_for_any_count(&[needle], n)
+    }
+
+    /// Like [`ServerProcess::wait_for_count`], counting lines that contain any of `needles`.
+    pub fn wait_for_any_count(&mut self, needles: &[&str], n: usize) -> usize {
+        let matches = |line: &str| needles.iter().any(|needle| line.contains(needle));
+        let mut count = self.seen.iter().filter(|l| matches(l)).count();
         let deadline = Instant::now() + TIMEOUT;
         while count < n && !self.closed {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
-                    count += usize::from(line.contains(needle));
+                    count += usize::from(matches(&line));
                     self.seen.push(line);
                 }
                 Err(RecvTimeoutError::Timeout) => break,
