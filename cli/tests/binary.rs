@@ -142,26 +142,27 @@ fn port_in_use_is_reported_and_exits_1() {
     );
 }
 
+/// The startup line `start` waited for.
+fn startup_line(server: &ServerProcess) -> &str {
+    server
+        .seen
+        .iter()
+        .find(|l| l.contains("listening on"))
+        .expect("start waited for it")
+}
+
 #[test]
 fn startup_line_names_address_backend_and_pid() {
     let (server, _) = start(&[]);
     let default = backends()[0];
-    let line = server
-        .seen
-        .iter()
-        .find(|l| l.contains("listening on"))
-        .unwrap();
+    let line = startup_line(&server);
     assert!(
         line.contains(&format!("backend {default}")),
         "default: {line}"
     );
     for backend in backends() {
         let (server, port) = start(&["--backend", backend]);
-        let line = server
-            .seen
-            .iter()
-            .find(|l| l.contains("listening on"))
-            .unwrap();
+        let line = startup_line(&server);
         assert!(
             line.contains(&format!("[::]:{port}")) || line.contains(&format!("0.0.0.0:{port}")),
             "{line}"

@@ -363,7 +363,13 @@ impl Room {
             if let (Some(at), Some(every)) = (self.next_stats, self.config.stats_interval) {
                 if self.now >= at {
                     self.log_stats();
-                    self.next_stats = Some(self.now.max(at + every));
+                    // Keep the cadence; after a long stall, start it again from now.
+                    let next = at + every;
+                    self.next_stats = Some(if next > self.now {
+                        next
+                    } else {
+                        self.now + every
+                    });
                 }
             }
             let early = std::mem::take(&mut self.early_resume);
