@@ -738,15 +738,20 @@ impl Room {
 
     /// Writes eagerly to every connection that got data or became writable this turn.
     fn flush_dirty<B: Backend>(&mut self, backend: &mut B) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for token in dirty.drain(..) {
-            let Some(conn) = self.pool.get_mut(token) else {
-                continue;
-            };
-            conn.dirty = false;
-            self.flush(token, Interest::READABLE, backend);
+        let mut batch = std::mem::take(&mut self.dirty);
+        while !batch.is_empty() {
+            for token in batch.drain(..) {
+                let Some(conn) = self.pool.get_mut(token) else {
+                    continue;
+                };
+                conn.dirty = false;
+                self.flush(token, Interest::READABLE, backend);
+            }
+            // A client found gone while writing may have queued notices for others (line
+            // mode): they were marked into `self.dirty` meanwhile, so flush them in this pass.
+            std::mem::swap(&mut batch, &mut self.dirty);
         }
-        self.dirty = dirty;
+        self.dirty = batch;
     }
 
     /// Flushes one connection, then registers `base` plus write interest iff bytes remain.
@@ -911,5 +916,117 @@ fn io_reason(e: &io::Error, otherwise: DropReason) -> DropReason {
         | io::ErrorKind::ConnectionAborted
         | io::ErrorKind::BrokenPipe => DropReason::PeerClosed,
         _ => otherwise,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::LineOptions;
+
+    /// A backend that holds nothing and reports nothing: the test drives the room by hand.
+    #[derive(Debug)]
+    struct Manual;
+
+    #[derive(Debug, Clone)]
+    struct NoWaker;
+
+    impl Wake for NoWaker {
+        fn wake(&self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Backend for Manual {
+        type Waker = NoWaker;
+        fn name(&self) -> &'static str {
+            "manual"
+        }
+        fn register(
+            &mut self,
+            _: crate::BorrowedSocket<'_>,
+            _: Token,
+            _: Interest,
+        ) -> io::Result<()> {
+            Ok(())
+        }
+        fn reregister(
+            &mut self,
+            _: crate::BorrowedSocket<'_>,
+            _: Token,
+            _: Interest,
+        ) -> io::Result<()> {
+            Ok(())
+        }
+        fn deregister(&mut self, _: crate::BorrowedSocket<'_>) -> io::Result<()> {
+            Ok(())
+        }
+        fn wait(&mut self, events: &mut Events, _: Option<Duration>) -> io::Result<()> {
+            events.clear();
+            Ok(())
+        }
+        fn waker(&self) -> NoWaker {
+            NoWaker
+        }
+    }
+
+    fn read_line(stream: &mut TcpStream) -> String {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0];
+        while !line.ends_with(b"\n") {
+            let n = stream.read(&mut byte).expect("a line within 10 s");
+            assert_eq!(n, 1, "closed after {line:?}");
+            line.push(byte[0]);
+        }
+        String::from_utf8(line).unwrap()
+    }
+
+    /// A client whose reset is only discovered by a failing write, in the middle of flushing the
+    /// room, is announced as gone, and the notice is flushed to the others in that same pass.
+    #[test]
+    fn a_departure_found_while_flushing_reaches_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = LineOptions {
+            announce: true,
+            ..LineOptions::default()
+        };
+        let config = Config {
+            framing: Framing::Lines(lines),
+            ..Config::default()
+        };
+        let mut room = Room::new(config, None);
+        let mut backend = Manual;
+        let mut watcher = TcpStream::connect(addr).unwrap();
+        let leaver = TcpStream::connect(addr).unwrap();
+        for _ in 0..2 {
+            let (stream, peer) = listener.accept().unwrap();
+            room.add(stream, peer, &mut backend);
+        }
+        let (watcher_token, leaver_token) = (Token(0), Token(1));
+        room.flush_dirty(&mut backend);
+        assert_eq!(read_line(&mut watcher), "* 2 joined\n");
+        // The leaver gets a line it never reads, so closing it sends a reset.
+        room.fan_out(watcher_token, Rc::from(&b"unread\n"[..]), 1, &mut backend);
+        room.flush_dirty(&mut backend);
+        drop(leaver);
+        // More for the leaver: only the write finds out it is gone.
+        room.fan_out(watcher_token, Rc::from(&b"again\n"[..]), 1, &mut backend);
+        room.flush_dirty(&mut backend);
+        assert!(
+            room.pool.get(leaver_token).is_none(),
+            "the reset was not seen"
+        );
+        assert_eq!(read_line(&mut watcher), "* 2 left\n");
+        // And the watcher is not stuck: later lines reach it as well.
+        let third = TcpStream::connect(addr).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        room.add(stream, peer, &mut backend);
+        room.flush_dirty(&mut backend);
+        assert_eq!(read_line(&mut watcher), "* 3 joined\n");
+        drop(third);
     }
 }
