@@ -128,8 +128,15 @@ pub(crate) fn feed(
         out.extend_from_slice(rest);
     }
     partial.extend_from_slice(tail);
+    if partial.is_empty() && partial.capacity() > IDLE_PARTIAL {
+        // A long line passed through; do not hold its buffer for the life of the connection.
+        *partial = Vec::new();
+    }
     check_tail(partial, opts).map(|_| lines)
 }
+
+/// Buffer a client's partial line may keep while empty; larger ones are given back.
+const IDLE_PARTIAL: usize = 4096;
 
 fn check_tail(partial: &[u8], opts: &LineOptions) -> Result<usize, LineTooLong> {
     // A tail may end in the `\r` of a `\r\n` still on its way; that byte does not count.
@@ -271,6 +278,18 @@ mod tests {
         };
         assert_eq!(fed, 900);
         assert_eq!(err.len, 1200);
+    }
+
+    #[test]
+    fn a_long_line_s_buffer_is_given_back() {
+        let o = opts(100_000, false);
+        let mut partial = Vec::new();
+        let mut out = Vec::new();
+        feed(&mut partial, &[b'x'; 50_000], 1, &o, &mut out).unwrap();
+        assert!(partial.capacity() >= 50_000);
+        feed(&mut partial, b"\n", 1, &o, &mut out).unwrap();
+        assert_eq!(out.len(), 50_001);
+        assert!(partial.capacity() <= IDLE_PARTIAL, "{}", partial.capacity());
     }
 
     #[test]
