@@ -37,6 +37,7 @@
 
 mod backend;
 mod framing;
+mod link;
 mod policy;
 mod pool;
 mod queue;
@@ -46,6 +47,7 @@ pub use backend::{
     AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
 };
 pub use framing::{Framing, LineOptions};
+pub use link::{Acceptor, Admission, Link, PlainTcp, Uplink, UplinkStats};
 pub use pool::Pool;
 pub use queue::{OutQueue, MAX_SLICES};
-pub use server::{run, Config, DropReason, Shutdown, Summary};
+pub use server::{run, run_with, Config, DropReason, Shutdown, Summary};

@@ -2,7 +2,7 @@
 //! connection, drain on shutdown. Sockets are std's; readiness comes from a [`Backend`].
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use tracing::{debug, info, trace, warn};
 
 use crate::backend::{AsBorrowedSocket, Backend, Events, Interest, Token, Wake};
 use crate::framing::{self, Framing};
+use crate::link::{Acceptor, Admission, Link, PlainTcp, Uplink, UplinkStats};
 use crate::policy::{self, Progress, Verdict};
 use crate::pool::Pool;
 use crate::queue::OutQueue;
@@ -44,6 +45,9 @@ pub struct Config {
     pub framing: Framing,
     /// Log a statistics line this often; `None`: only the summary at the end.
     pub stats_interval: Option<Duration>,
+    /// How long a layered link (TLS) may take to become established (see
+    /// [`Link::is_established`]) before the client is cut. Plain TCP is established at once.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             max_clients: usize::MAX,
             framing: Framing::Raw,
             stats_interval: None,
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -128,6 +133,11 @@ pub enum DropReason {
     BackendError,
     /// In line mode, it sent a line longer than the limit.
     LineTooLong,
+    /// Its link failed before it was established (a failed TLS handshake, or plaintext sent to a
+    /// TLS port).
+    Handshake,
+    /// Its link was not established within [`Config::handshake_timeout`].
+    HandshakeTimeout,
     /// The server stopped.
     Shutdown,
 }
@@ -142,6 +152,8 @@ impl fmt::Display for DropReason {
             DropReason::WriteTimeout => "write timeout",
             DropReason::BackendError => "backend error",
             DropReason::LineTooLong => "line too long",
+            DropReason::Handshake => "handshake failed",
+            DropReason::HandshakeTimeout => "handshake timeout",
             DropReason::Shutdown => "server shutdown",
         })
     }
@@ -174,6 +186,8 @@ pub struct Summary {
     pub write_timeouts: u64,
     /// Disconnects because of a line over the line-mode limit.
     pub long_lines: u64,
+    /// Disconnects because a link failed or timed out before it was established.
+    pub handshakes_failed: u64,
     /// Bytes queued for clients that were disconnected before they could be written.
     pub bytes_dropped: u64,
     /// Connections accepted and closed at once because the server was full.
@@ -181,6 +195,12 @@ pub struct Summary {
     /// Connections accepted with the spare descriptor and closed at once because the process
     /// was out of file descriptors.
     pub refused_no_fds: u64,
+    /// Connections the acceptor refused (an access list) and closed at once.
+    pub refused_by_acceptor: u64,
+    /// Messages received from other relays through the uplink.
+    pub cluster_in: u64,
+    /// The uplink's own counters, when the room has one.
+    pub uplink: Option<UplinkStats>,
 }
 
 impl fmt::Display for Summary {
@@ -188,8 +208,9 @@ impl fmt::Display for Summary {
         write!(
             f,
             "{} clients served (peak {}), {} messages / {} bytes in, {} messages / {} bytes out; \
-             cut: {} left, {} errors, {} slow consumers, {} write timeouts, {} long lines \
-             ({} bytes undelivered); refused: {} server full, {} out of descriptors",
+             cut: {} left, {} errors, {} slow consumers, {} write timeouts, {} long lines, \
+             {} failed handshakes ({} bytes undelivered); refused: {} server full, {} out of \
+             descriptors, {} by access list",
             self.accepted,
             self.peak_clients,
             self.messages_in,
@@ -201,10 +222,20 @@ impl fmt::Display for Summary {
             self.slow_consumers,
             self.write_timeouts,
             self.long_lines,
+            self.handshakes_failed,
             self.bytes_dropped,
             self.refused_full,
-            self.refused_no_fds
-        )
+            self.refused_no_fds,
+            self.refused_by_acceptor
+        )?;
+        if let Some(uplink) = &self.uplink {
+            write!(
+                f,
+                "; cluster: {} messages received, {} published, {} not published",
+                self.cluster_in, uplink.published, uplink.unpublished
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -221,13 +252,35 @@ impl fmt::Display for Summary {
 /// Errors on one connection never end the run; that connection is dropped and logged.
 pub fn run<B: Backend>(
     listener: TcpListener,
+    backend: B,
+    config: &Config,
+    shutdown: &Shutdown,
+) -> io::Result<Summary> {
+    run_with(listener, backend, PlainTcp, None, config, shutdown)
+}
+
+/// [`run`] with every connection set up by `acceptor` (TLS, an access list) and, with an
+/// `uplink`, the room shared with other relays: every message a local client sends is also
+/// published through it, and every message it receives reaches every local client.
+///
+/// # Errors
+///
+/// As [`run`].
+pub fn run_with<B: Backend, A: Acceptor>(
+    listener: TcpListener,
     mut backend: B,
+    acceptor: A,
+    uplink: Option<Box<dyn Uplink>>,
     config: &Config,
     shutdown: &Shutdown,
 ) -> io::Result<Summary> {
     listener.set_nonblocking(true)?;
     backend.register(listener.borrowed(), Token::LISTENER, Interest::READABLE)?;
-    let mut room = Room::new(config.clone(), backend.capacity());
+    let mut room = Room::new(config.clone(), backend.capacity(), acceptor);
+    if let Some(uplink) = &uplink {
+        info!("sharing the room through {}", uplink.describe());
+    }
+    room.uplink = uplink;
     // A duplicate of the listener is the spare descriptor: closed to make room for one accept
     // when the process runs out, so the excess client gets a clean close instead of hanging.
     room.spare = listener.try_clone().ok();
@@ -238,12 +291,13 @@ pub fn run<B: Backend>(
     room.close_all(&mut backend);
     // Deregister while the listener is still open; it is closed when dropped on return.
     let _ = backend.deregister(listener.borrowed());
+    room.summary.uplink = room.uplink.as_ref().map(|u| u.stats());
     result.map(|()| room.summary)
 }
 
 /// One client.
-struct Connection {
-    stream: TcpStream,
+struct Connection<L> {
+    link: L,
     /// The OS's socket number, for the seed's "sd N" log vocabulary.
     sd: u64,
     peer: Option<SocketAddr>,
@@ -258,12 +312,43 @@ struct Connection {
     id: u64,
     /// Line mode: the bytes after its last newline, waiting for the rest of the line.
     partial: Vec<u8>,
+    /// In the room: its link is established, so it receives what others send.
+    member: bool,
+    /// When it was accepted (the handshake timeout's clock).
+    opened: Instant,
 }
 
+/// Lends a link to [`OutQueue::write_to`] as an `io::Write` of application bytes.
+struct AppBytes<'a, L>(&'a mut L);
+
+impl<L: Link> Write for AppBytes<'_, L> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.send(&[IoSlice::new(buf)])
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.send(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Most messages taken from the uplink per turn, so other relays cannot starve local clients.
+const UPLINK_BURST: usize = 256;
+
 /// The event loop's state, apart from the backend and the listener.
-struct Room {
+struct Room<A: Acceptor> {
     config: Config,
-    pool: Pool<Connection>,
+    acceptor: A,
+    pool: Pool<Connection<A::Link>>,
+    /// Connections whose link holds input already read from the socket: read again next turn.
+    read_again: Vec<Token>,
+    /// Connections accepted but not yet established (handshaking).
+    handshaking: usize,
+    /// The room's connection to other relays, if it has one.
+    uplink: Option<Box<dyn Uplink>>,
+    /// The uplink had more messages than one turn takes.
+    uplink_more: bool,
     /// The one read buffer, reused for every read.
     buf: Vec<u8>,
     /// Connections to flush at the end of this turn.
@@ -296,10 +381,15 @@ struct Room {
     summary: Summary,
 }
 
-impl Room {
-    fn new(config: Config, backend_capacity: Option<usize>) -> Self {
+impl<A: Acceptor> Room<A> {
+    fn new(config: Config, backend_capacity: Option<usize>, acceptor: A) -> Self {
         let backend_limit = backend_capacity.map_or(usize::MAX, |c| c.saturating_sub(1));
         Room {
+            acceptor,
+            read_again: Vec::new(),
+            handshaking: 0,
+            uplink: None,
+            uplink_more: false,
             max_clients: config.max_clients.min(backend_limit),
             now: Instant::now(),
             next_sweep: None,
@@ -331,9 +421,21 @@ impl Room {
                 .into_iter()
                 .flatten()
                 .min();
-            let timeout = wake_at.map(|at| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.read_again.is_empty() && !self.uplink_more {
+                wake_at.map(|at| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO) // work is waiting that no readiness will announce
+            };
             backend.wait(&mut self.events, timeout)?;
             self.now = Instant::now();
+            let mut again = std::mem::take(&mut self.read_again);
+            for token in again.drain(..) {
+                self.read_once(token, backend);
+            }
+            if self.read_again.is_empty() {
+                self.read_again = again; // keep the allocation
+            }
+            self.receive_from_uplink(backend);
             let events = std::mem::take(&mut self.events);
             for event in &events {
                 trace!(
@@ -378,8 +480,27 @@ impl Room {
         Ok(())
     }
 
+    /// Delivers up to [`UPLINK_BURST`] messages from other relays to every local client.
+    fn receive_from_uplink<B: Backend>(&mut self, backend: &mut B) {
+        self.uplink_more = false;
+        for _ in 0..UPLINK_BURST {
+            let Some(message) = self.uplink.as_mut().and_then(|u| u.receive()) else {
+                return;
+            };
+            let messages = match self.config.framing {
+                Framing::Raw => 1,
+                Framing::Lines(_) => message.iter().filter(|&&b| b == b'\n').count() as u64,
+            };
+            self.summary.cluster_in += 1;
+            // No connection has the listener's token: every member receives it.
+            self.fan_out(Token::LISTENER, Rc::from(message), messages, backend);
+        }
+        self.uplink_more = true;
+    }
+
     /// One statistics line: the summary so far, with the clients connected now.
-    fn log_stats(&self) {
+    fn log_stats(&mut self) {
+        self.summary.uplink = self.uplink.as_ref().map(|u| u.stats());
         info!(
             clients = self.pool.len(),
             peak = self.summary.peak_clients,
@@ -394,9 +515,16 @@ impl Room {
     fn sweep<B: Backend>(&mut self, backend: &mut B) {
         let (now, max_pending, timeout) =
             (self.now, self.config.max_pending, self.config.write_timeout);
+        let handshake_timeout = self.config.handshake_timeout;
         let mut expired = std::mem::take(&mut self.overflowed);
         let mut pending_somewhere = false;
         for (token, conn) in self.pool.iter_mut() {
+            if !conn.member {
+                if now.saturating_duration_since(conn.opened) >= handshake_timeout {
+                    expired.push((token, DropReason::HandshakeTimeout));
+                }
+                continue;
+            }
             match policy::verdict(conn.queue.len(), &conn.progress, max_pending, timeout, now) {
                 Some(Verdict::Stalled) => expired.push((token, DropReason::WriteTimeout)),
                 Some(Verdict::OverLimit) => expired.push((token, DropReason::SlowConsumer)),
@@ -407,10 +535,19 @@ impl Room {
             self.remove(token, reason, None, backend);
         }
         self.overflowed = expired;
-        self.next_sweep = match (pending_somewhere, timeout) {
-            (true, Some(t)) => Some(now + policy::sweep_interval(t)),
-            _ => None,
-        };
+        self.next_sweep = None;
+        if let (true, Some(t)) = (pending_somewhere, timeout) {
+            self.sweep_within(policy::sweep_interval(t));
+        }
+        if self.handshaking > 0 {
+            self.sweep_within(policy::sweep_interval(handshake_timeout));
+        }
+    }
+
+    /// Makes sure a sweep happens within `interval` from now.
+    fn sweep_within(&mut self, interval: Duration) {
+        let at = self.now + interval;
+        self.next_sweep = Some(self.next_sweep.map_or(at, |next| next.min(at)));
     }
 
     /// Shutdown: stop accepting and reading, give pending output until the drain deadline, and
@@ -462,7 +599,7 @@ impl Room {
         if self
             .pool
             .get(token)
-            .is_some_and(|conn| conn.queue.is_empty())
+            .is_some_and(|conn| conn.queue.is_empty() && !conn.link.wants_write())
         {
             self.remove(token, DropReason::Shutdown, None, backend);
         }
@@ -597,11 +734,30 @@ impl Room {
         if let Err(e) = stream.set_nodelay(true) {
             debug!(sd, error = %e, "TCP_NODELAY not set");
         }
+        if let Some(refused) = self.out_of_fds.take() {
+            info!(
+                refused,
+                "accepting new clients again ({refused} refused meanwhile)"
+            );
+        }
+        let link = match self.acceptor.accept(stream, peer) {
+            Ok(Admission::Admit(link)) => link,
+            Ok(Admission::Refuse) => {
+                self.summary.refused_by_acceptor += 1;
+                return;
+            }
+            Err(e) => {
+                warn!(sd, %peer, error = %e, "cannot set up the new connection; closing it");
+                return;
+            }
+        };
         let id = self.last_id + 1;
+        let member = link.is_established();
+        let now = self.now;
         let inserted = self.pool.insert_with(|token| {
-            backend.register(stream.borrowed(), token, Interest::READABLE)?;
+            backend.register(link.borrowed(), token, Interest::READABLE)?;
             Ok(Connection {
-                stream,
+                link,
                 sd,
                 peer: Some(peer),
                 queue: OutQueue::new(),
@@ -610,21 +766,22 @@ impl Room {
                 dirty: false,
                 id,
                 partial: Vec::new(),
+                member,
+                opened: now,
             })
         });
         match inserted {
             Ok(token) => {
-                if let Some(refused) = self.out_of_fds.take() {
-                    info!(
-                        refused,
-                        "accepting new clients again ({refused} refused meanwhile)"
-                    );
-                }
                 self.last_id = id;
                 self.summary.accepted += 1;
                 self.summary.peak_clients = self.summary.peak_clients.max(self.pool.len());
                 info!(sd, id, %peer, clients = self.pool.len(), "New incoming connection on sd {sd}");
-                self.announce(token, id, "joined", backend);
+                if member {
+                    self.announce(token, id, "joined", backend);
+                } else {
+                    self.handshaking += 1;
+                    self.sweep_within(policy::sweep_interval(self.config.handshake_timeout));
+                }
             }
             // The stream was never registered and is closed as it drops here.
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
@@ -653,7 +810,24 @@ impl Room {
         let Some(conn) = self.pool.get_mut(token) else {
             return; // spurious: the connection is already gone
         };
-        match conn.stream.read(&mut self.buf) {
+        let result = conn.link.recv(&mut self.buf);
+        // Still open: a layer may have made progress of its own (a handshake step).
+        if matches!(result, Ok(n) if n > 0) || is_blocked(&result) {
+            if conn.link.has_buffered_input() {
+                self.read_again.push(token);
+            }
+            if conn.link.wants_write() && !conn.dirty {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+            if !conn.member && conn.link.is_established() {
+                self.establish(token, backend);
+            }
+        }
+        let Some(conn) = self.pool.get_mut(token) else {
+            return;
+        };
+        match result {
             Ok(0) => self.remove(token, DropReason::PeerClosed, None, backend),
             Ok(n) => {
                 let sd = conn.sd;
@@ -684,6 +858,9 @@ impl Room {
                     }
                 };
                 self.summary.messages_in += messages;
+                if let Some(uplink) = &mut self.uplink {
+                    uplink.publish(&chunk);
+                }
                 self.fan_out(token, chunk, messages, backend);
             }
             Err(e)
@@ -692,10 +869,26 @@ impl Room {
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => {
-                let reason = io_reason(&e, DropReason::ReadError);
+                let reason = if conn.member {
+                    io_reason(&e, DropReason::ReadError)
+                } else {
+                    DropReason::Handshake
+                };
                 self.remove(token, reason, Some(&e), backend)
             }
         }
+    }
+
+    /// A link just became established: the client joins the room and its handshake clock stops.
+    fn establish<B: Backend>(&mut self, token: Token, backend: &mut B) {
+        let Some(conn) = self.pool.get_mut(token) else {
+            return;
+        };
+        conn.member = true;
+        let (sd, id) = (conn.sd, conn.id);
+        self.handshaking -= 1;
+        debug!(sd, id, "sd {sd} established");
+        self.announce(token, id, "joined", backend);
     }
 
     /// Queues one shared chunk for every connection but its sender.
@@ -708,7 +901,7 @@ impl Room {
     ) {
         let max_pending = self.config.max_pending;
         for (token, conn) in self.pool.iter_mut() {
-            if token == from {
+            if token == from || !conn.member {
                 continue;
             }
             conn.queue.push(Rc::clone(&chunk));
@@ -759,7 +952,12 @@ impl Room {
         let Some(conn) = self.pool.get_mut(token) else {
             return;
         };
-        match conn.queue.write_to(&mut conn.stream) {
+        let written = if conn.queue.is_empty() {
+            Ok(0)
+        } else {
+            conn.queue.write_to(&mut AppBytes(&mut conn.link))
+        };
+        match written.and_then(|n| conn.link.flush_own().map(|()| n)) {
             Ok(n) => {
                 self.summary.bytes_out += n as u64;
                 conn.progress.after_flush(n, conn.queue.len(), self.now);
@@ -780,17 +978,21 @@ impl Room {
                 }
             }
             Err(e) => {
-                let reason = io_reason(&e, DropReason::WriteError);
+                let reason = if conn.member {
+                    io_reason(&e, DropReason::WriteError)
+                } else {
+                    DropReason::Handshake
+                };
                 return self.remove(token, reason, Some(&e), backend);
             }
         }
-        let wanted = if conn.queue.is_empty() {
+        let wanted = if conn.queue.is_empty() && !conn.link.wants_write() {
             base
         } else {
             base | Interest::WRITABLE
         };
         if wanted != conn.registered {
-            match backend.reregister(conn.stream.borrowed(), token, wanted) {
+            match backend.reregister(conn.link.borrowed(), token, wanted) {
                 Ok(()) => conn.registered = wanted,
                 Err(e) => self.remove(token, DropReason::BackendError, Some(&e), backend),
             }
@@ -812,8 +1014,11 @@ impl Room {
         };
         // Deregister while the socket is still open. An error means the backend no longer holds
         // it, which is the state we want; the socket is closed below either way.
-        let _ = backend.deregister(conn.stream.borrowed());
-        let (sd, id) = (conn.sd, conn.id);
+        let _ = backend.deregister(conn.link.borrowed());
+        let (sd, id, member) = (conn.sd, conn.id, conn.member);
+        if !member {
+            self.handshaking -= 1;
+        }
         let peer = conn.peer.map(|p| p.to_string()).unwrap_or_default();
         let pending = conn.queue.clear();
         self.summary.bytes_dropped += pending as u64;
@@ -854,6 +1059,18 @@ impl Room {
                     "sd {sd} ({peer}) sent a line over the limit; removing connection with sd {sd}"
                 );
             }
+            DropReason::Handshake | DropReason::HandshakeTimeout => {
+                self.summary.handshakes_failed += 1;
+                let timeout_s = self.config.handshake_timeout.as_secs_f64();
+                let error = match error {
+                    Some(e) => e.to_string(),
+                    None => format!("not established within {timeout_s} s"),
+                };
+                warn!(
+                    sd, id, %peer, %reason, %error, clients,
+                    "sd {sd} ({peer}): {reason} ({error}); removing connection with sd {sd}"
+                );
+            }
             DropReason::Shutdown => debug!(sd, id, pending, "closing sd {sd} at shutdown"),
             DropReason::ReadError | DropReason::WriteError | DropReason::BackendError => {
                 self.summary.errors += 1;
@@ -866,7 +1083,7 @@ impl Room {
         if self.accept_paused_until.is_some() {
             self.early_resume = true;
         }
-        if reason != DropReason::Shutdown {
+        if reason != DropReason::Shutdown && member {
             self.farewell(token, id, partial, reason, backend);
         }
     }
@@ -890,6 +1107,9 @@ impl Room {
         {
             self.summary.messages_in += 1;
             let last: Rc<[u8]> = Rc::from(&self.lines[..]);
+            if let Some(uplink) = &mut self.uplink {
+                uplink.publish(&last);
+            }
             self.fan_out(token, last, 1, backend);
         }
         if announce {
@@ -908,6 +1128,11 @@ impl Room {
     }
 }
 
+/// Whether a read or write result means "nothing now".
+fn is_blocked<T>(result: &io::Result<T>) -> bool {
+    matches!(result, Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted))
+}
+
 /// Why an I/O error on a connection drops it: a reset, abort or broken pipe, whether seen while
 /// reading or writing, is the peer leaving; anything else is `otherwise`.
 fn io_reason(e: &io::Error, otherwise: DropReason) -> DropReason {
@@ -923,13 +1148,82 @@ fn io_reason(e: &io::Error, otherwise: DropReason) -> DropReason {
 mod tests {
     use super::*;
     use crate::framing::LineOptions;
+    use std::io::Read;
+
+    use super::tests_support::Manual;
+
+    fn read_line(stream: &mut TcpStream) -> String {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0];
+        while !line.ends_with(b"\n") {
+            let n = stream.read(&mut byte).expect("a line within 10 s");
+            assert_eq!(n, 1, "closed after {line:?}");
+            line.push(byte[0]);
+        }
+        String::from_utf8(line).unwrap()
+    }
+
+    /// A client whose reset is only discovered by a failing write, in the middle of flushing the
+    /// room, is announced as gone, and the notice is flushed to the others in that same pass.
+    #[test]
+    fn a_departure_found_while_flushing_reaches_the_others() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = LineOptions {
+            announce: true,
+            ..LineOptions::default()
+        };
+        let config = Config {
+            framing: Framing::Lines(lines),
+            ..Config::default()
+        };
+        let mut room = Room::new(config, None, PlainTcp);
+        let mut backend = Manual;
+        let mut watcher = TcpStream::connect(addr).unwrap();
+        let leaver = TcpStream::connect(addr).unwrap();
+        for _ in 0..2 {
+            let (stream, peer) = listener.accept().unwrap();
+            room.add(stream, peer, &mut backend);
+        }
+        let (watcher_token, leaver_token) = (Token(0), Token(1));
+        room.flush_dirty(&mut backend);
+        assert_eq!(read_line(&mut watcher), "* 2 joined\n");
+        // The leaver gets a line it never reads, so closing it sends a reset.
+        room.fan_out(watcher_token, Rc::from(&b"unread\n"[..]), 1, &mut backend);
+        room.flush_dirty(&mut backend);
+        drop(leaver);
+        // More for the leaver: only the write finds out it is gone.
+        room.fan_out(watcher_token, Rc::from(&b"again\n"[..]), 1, &mut backend);
+        room.flush_dirty(&mut backend);
+        assert!(
+            room.pool.get(leaver_token).is_none(),
+            "the reset was not seen"
+        );
+        assert_eq!(read_line(&mut watcher), "* 2 left\n");
+        // And the watcher is not stuck: later lines reach it as well.
+        let third = TcpStream::connect(addr).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        room.add(stream, peer, &mut backend);
+        room.flush_dirty(&mut backend);
+        assert_eq!(read_line(&mut watcher), "* 3 joined\n");
+        drop(third);
+    }
+}
+
+/// What the hand-driven tests share.
+#[cfg(test)]
+mod tests_support {
+    use super::*;
 
     /// A backend that holds nothing and reports nothing: the test drives the room by hand.
     #[derive(Debug)]
-    struct Manual;
+    pub(super) struct Manual;
 
     #[derive(Debug, Clone)]
-    struct NoWaker;
+    pub(super) struct NoWaker;
 
     impl Wake for NoWaker {
         fn wake(&self) -> io::Result<()> {
@@ -969,64 +1263,243 @@ mod tests {
             NoWaker
         }
     }
+}
 
-    fn read_line(stream: &mut TcpStream) -> String {
+/// The hooks for layered links, acceptors and uplinks, driven by hand.
+#[cfg(test)]
+mod hook_tests {
+    use super::tests_support::Manual;
+    use super::*;
+    use std::cell::RefCell;
+    use std::io::Read;
+    use std::rc::Rc as Shared;
+
+    /// A link that joins only after its client sends `knock\n`, and answers `welcome\n` from a
+    /// buffer of its own: the shape of a TLS handshake without the cryptography.
+    #[derive(Debug)]
+    struct KnockLink {
+        stream: TcpStream,
+        heard: Vec<u8>,
+        knocked: bool,
+        own: Vec<u8>,
+    }
+
+    impl AsBorrowedSocket for KnockLink {
+        fn borrowed(&self) -> crate::BorrowedSocket<'_> {
+            self.stream.borrowed()
+        }
+        fn raw_number(&self) -> u64 {
+            self.stream.raw_number()
+        }
+    }
+
+    impl Link for KnockLink {
+        fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.knocked {
+                return self.stream.read(buf);
+            }
+            let mut byte = [0];
+            let n = self.stream.read(&mut byte)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.heard.push(byte[0]);
+            if self.heard == b"knock\n" {
+                self.knocked = true;
+                self.own.extend_from_slice(b"welcome\n");
+            } else if !b"knock\n".starts_with(&self.heard) {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "wrong knock"));
+            }
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            assert!(
+                self.knocked,
+                "application bytes sent before the link was established"
+            );
+            self.stream.write_vectored(bufs)
+        }
+        fn flush_own(&mut self) -> io::Result<()> {
+            let n = self.stream.write(&self.own)?;
+            self.own.drain(..n);
+            Ok(())
+        }
+        fn wants_write(&self) -> bool {
+            !self.own.is_empty()
+        }
+        fn is_established(&self) -> bool {
+            self.knocked
+        }
+    }
+
+    /// Admits knock links, refusing every peer whose port is in `refuse`.
+    struct Knock {
+        refuse: Vec<u16>,
+    }
+
+    impl Acceptor for Knock {
+        type Link = KnockLink;
+        fn accept(
+            &mut self,
+            stream: TcpStream,
+            peer: SocketAddr,
+        ) -> io::Result<Admission<KnockLink>> {
+            if self.refuse.contains(&peer.port()) {
+                return Ok(Admission::Refuse);
+            }
+            Ok(Admission::Admit(KnockLink {
+                stream,
+                heard: Vec::new(),
+                knocked: false,
+                own: Vec::new(),
+            }))
+        }
+    }
+
+    /// An uplink whose two ends the test holds.
+    #[derive(Default)]
+    struct Loop {
+        incoming: Shared<RefCell<Vec<Vec<u8>>>>,
+        published: Shared<RefCell<Vec<Vec<u8>>>>,
+    }
+
+    impl Uplink for Loop {
+        fn describe(&self) -> String {
+            "a test loop".into()
+        }
+        fn publish(&mut self, message: &[u8]) {
+            self.published.borrow_mut().push(message.to_vec());
+        }
+        fn receive(&mut self) -> Option<Vec<u8>> {
+            let mut incoming = self.incoming.borrow_mut();
+            (!incoming.is_empty()).then(|| incoming.remove(0))
+        }
+        fn stats(&self) -> UplinkStats {
+            UplinkStats {
+                published: self.published.borrow().len() as u64,
+                unpublished: 0,
+            }
+        }
+    }
+
+    fn read_exactly(stream: &mut TcpStream, n: usize) -> Vec<u8> {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        let mut line = Vec::new();
-        let mut byte = [0];
-        while !line.ends_with(b"\n") {
-            let n = stream.read(&mut byte).expect("a line within 10 s");
-            assert_eq!(n, 1, "closed after {line:?}");
-            line.push(byte[0]);
-        }
-        String::from_utf8(line).unwrap()
+        let mut got = vec![0; n];
+        stream.read_exact(&mut got).expect("bytes within 10 s");
+        got
     }
 
-    /// A client whose reset is only discovered by a failing write, in the middle of flushing the
-    /// room, is announced as gone, and the notice is flushed to the others in that same pass.
+    /// Reads `token` until `done` holds; loopback data may take a moment to be readable.
+    fn read_until(
+        room: &mut Room<Knock>,
+        token: Token,
+        backend: &mut Manual,
+        done: impl Fn(&Room<Knock>) -> bool,
+    ) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done(room) {
+            assert!(Instant::now() < deadline, "not done within 10 s");
+            room.read_once(token, backend);
+            room.flush_dirty(backend);
+            std::thread::yield_now();
+        }
+    }
+
     #[test]
-    fn a_departure_found_while_flushing_reaches_the_others() {
+    fn links_join_once_established_uplink_flows_both_ways_stalled_handshakes_are_cut() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let lines = LineOptions {
-            announce: true,
-            ..LineOptions::default()
+        let refused = TcpStream::connect(addr).unwrap();
+        let acceptor = Knock {
+            refuse: vec![refused.local_addr().unwrap().port()],
         };
         let config = Config {
-            framing: Framing::Lines(lines),
+            handshake_timeout: Duration::from_secs(5),
             ..Config::default()
         };
-        let mut room = Room::new(config, None);
+        let mut room = Room::new(config, None, acceptor);
+        let uplink = Loop::default();
+        let (incoming, published) = (uplink.incoming.clone(), uplink.published.clone());
+        room.uplink = Some(Box::new(uplink));
         let mut backend = Manual;
-        let mut watcher = TcpStream::connect(addr).unwrap();
-        let leaver = TcpStream::connect(addr).unwrap();
+        let (stream, peer) = listener.accept().unwrap();
+        room.add(stream, peer, &mut backend);
+        assert_eq!(room.summary.refused_by_acceptor, 1);
+        assert_eq!(room.pool.len(), 0);
+
+        let mut knocker = TcpStream::connect(addr).unwrap();
+        let mut staller = TcpStream::connect(addr).unwrap();
         for _ in 0..2 {
             let (stream, peer) = listener.accept().unwrap();
             room.add(stream, peer, &mut backend);
         }
-        let (watcher_token, leaver_token) = (Token(0), Token(1));
-        room.flush_dirty(&mut backend);
-        assert_eq!(read_line(&mut watcher), "* 2 joined\n");
-        // The leaver gets a line it never reads, so closing it sends a reset.
-        room.fan_out(watcher_token, Rc::from(&b"unread\n"[..]), 1, &mut backend);
-        room.flush_dirty(&mut backend);
-        drop(leaver);
-        // More for the leaver: only the write finds out it is gone.
-        room.fan_out(watcher_token, Rc::from(&b"again\n"[..]), 1, &mut backend);
-        room.flush_dirty(&mut backend);
+        let (knocker_token, staller_token) = (Token(0), Token(1));
+        assert_eq!(room.handshaking, 2);
         assert!(
-            room.pool.get(leaver_token).is_none(),
-            "the reset was not seen"
+            room.next_sweep.is_some(),
+            "handshakes pending, yet no sweep scheduled"
         );
-        assert_eq!(read_line(&mut watcher), "* 2 left\n");
-        // And the watcher is not stuck: later lines reach it as well.
-        let third = TcpStream::connect(addr).unwrap();
+
+        // Before anyone is established, the room reaches no one.
+        incoming.borrow_mut().push(b"early\n".to_vec());
+        room.receive_from_uplink(&mut backend);
+        assert!(room.pool.iter_mut().all(|(_, c)| c.queue.is_empty()));
+
+        knocker.write_all(b"knock\n").unwrap();
+        read_until(&mut room, knocker_token, &mut backend, |r| {
+            r.handshaking == 1
+        });
+        assert_eq!(read_exactly(&mut knocker, 8), b"welcome\n");
+
+        incoming.borrow_mut().push(b"from afar\n".to_vec());
+        room.receive_from_uplink(&mut backend);
+        room.flush_dirty(&mut backend);
+        assert_eq!(read_exactly(&mut knocker, 10), b"from afar\n");
+        assert_eq!(room.summary.cluster_in, 2);
+
+        knocker.write_all(b"hi all\n").unwrap();
+        read_until(&mut room, knocker_token, &mut backend, |r| {
+            r.summary.messages_in == 1
+        });
+        assert_eq!(*published.borrow(), vec![b"hi all\n".to_vec()]);
+
+        // The staller never knocks: one sweep past the deadline cuts it, and only it.
+        room.now += Duration::from_secs(5);
+        room.sweep(&mut backend);
+        assert!(room.pool.get(staller_token).is_none());
+        assert!(room.pool.get(knocker_token).is_some());
+        assert_eq!(room.summary.handshakes_failed, 1);
+        assert_eq!(room.handshaking, 0);
+        assert!(
+            room.next_sweep.is_none(),
+            "nothing pending, yet a sweep is scheduled"
+        );
+        assert_eq!(read_exactly_or_eof(&mut staller), 0);
+        drop(refused);
+    }
+
+    #[test]
+    fn a_wrong_knock_is_a_failed_handshake() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut room = Room::new(Config::default(), None, Knock { refuse: vec![] });
+        let mut backend = Manual;
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (stream, peer) = listener.accept().unwrap();
         room.add(stream, peer, &mut backend);
-        room.flush_dirty(&mut backend);
-        assert_eq!(read_line(&mut watcher), "* 3 joined\n");
-        drop(third);
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        read_until(&mut room, Token(0), &mut backend, |r| r.pool.is_empty());
+        assert_eq!(room.summary.handshakes_failed, 1);
+        assert_eq!(room.summary.errors, 0);
+        assert_eq!(room.handshaking, 0);
+    }
+
+    fn read_exactly_or_eof(stream: &mut TcpStream) -> usize {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0; 16];
+        stream.read(&mut buf).expect("EOF within 10 s")
     }
 }
