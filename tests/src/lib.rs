@@ -15,12 +15,14 @@ use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use server_core::{Backend, Config, Shutdown, Summary};
+use server_core::{Acceptor, Backend, Config, PlainTcp, Shutdown, Summary};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
+
+pub mod tls;
 
 /// The bound on every wait. Generous, because CI machines are slow and loaded; a healthy run
 /// never comes near it.
@@ -437,7 +439,34 @@ impl TestServer {
         B: Backend,
         F: FnOnce() -> io::Result<B> + Send + 'static,
     {
-        let listener = loopback_listener();
+        Self::start_with(make_backend, PlainTcp, config)
+    }
+
+    /// Like [`TestServer::start`], with every connection set up by `acceptor` (TLS, an access
+    /// list) through `server_core::run_with`.
+    #[track_caller]
+    pub fn start_with<B, F, A>(make_backend: F, acceptor: A, config: Config) -> TestServer
+    where
+        B: Backend,
+        F: FnOnce() -> io::Result<B> + Send + 'static,
+        A: Acceptor + Send + 'static,
+    {
+        Self::start_on(loopback_listener(), make_backend, acceptor, config)
+    }
+
+    /// Like [`TestServer::start_with`], on a listener of the caller's (e.g. `[::1]:0`).
+    #[track_caller]
+    pub fn start_on<B, F, A>(
+        listener: TcpListener,
+        make_backend: F,
+        acceptor: A,
+        config: Config,
+    ) -> TestServer
+    where
+        B: Backend,
+        F: FnOnce() -> io::Result<B> + Send + 'static,
+        A: Acceptor + Send + 'static,
+    {
         let addr = listener.local_addr().expect("local_addr");
         let logs = Logs::default();
         let capture = CaptureLayer(logs.clone());
@@ -461,7 +490,9 @@ impl TestServer {
             };
             let shutdown = Shutdown::new(backend.waker());
             let _ = ready_tx.send(shutdown.clone());
-            let _ = done_tx.send(server_core::run(listener, backend, &config, &shutdown));
+            let result =
+                server_core::run_with(listener, backend, acceptor, None, &config, &shutdown);
+            let _ = done_tx.send(result);
         });
         let shutdown = match ready_rx.recv_timeout(TIMEOUT) {
             Ok(shutdown) => shutdown,

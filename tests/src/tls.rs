@@ -1,0 +1,318 @@
+//! TLS for tests and the benchmark: a throwaway certificate authority made at run time (no key
+//! is ever checked in), PEM files in a temporary directory, and a blocking rustls client with
+//! bounded waits.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::crypto::ring;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use crate::{connect, TIMEOUT};
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    /// The certificate.
+    pub cert: String,
+    /// Its private key (PKCS#8).
+    pub key: String,
+}
+
+/// A certificate authority for one test, with a server certificate for `localhost`,
+/// `127.0.0.1` and `::1` that it issued.
+pub struct TestPki {
+    ca_cert: Certificate,
+    ca_key: KeyPair,
+    /// The server's certificate and key.
+    pub server: Pem,
+}
+
+impl TestPki {
+    /// A fresh CA and server certificate (ECDSA P-256), made in a few milliseconds.
+    pub fn new() -> TestPki {
+        Self::named("relay test CA")
+    }
+
+    /// Like [`TestPki::new`], with the CA called `name`: two of them do not trust each other.
+    pub fn named(name: &str) -> TestPki {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().expect("CA key");
+        let ca_cert = params.self_signed(&ca_key).expect("CA certificate");
+        let mut pki = TestPki {
+            ca_cert,
+            ca_key,
+            server: Pem {
+                cert: String::new(),
+                key: String::new(),
+            },
+        };
+        pki.server = pki.issue(
+            "relay test server",
+            &["localhost", "127.0.0.1", "::1"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        pki
+    }
+
+    /// A client certificate issued by this CA, for mutual TLS.
+    pub fn client(&self, name: &str) -> Pem {
+        self.issue(name, &[], ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn issue(&self, name: &str, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Pem {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("certificate params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().expect("key");
+        let cert = params
+            .signed_by(&key, &self.ca_cert, &self.ca_key)
+            .expect("sign");
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> String {
+        self.ca_cert.pem()
+    }
+
+    /// Writes `server.pem`, `server.key` and `ca.pem` into `dir`.
+    pub fn write(&self, dir: &Path) -> PkiFiles {
+        let files = PkiFiles {
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+            ca: dir.join("ca.pem"),
+        };
+        fs::write(&files.cert, &self.server.cert).expect("write server.pem");
+        fs::write(&files.key, &self.server.key).expect("write server.key");
+        fs::write(&files.ca, self.ca_pem()).expect("write ca.pem");
+        files
+    }
+
+    /// A client configuration that trusts this CA, presenting `identity` if given.
+    pub fn client_config(&self, identity: Option<&Pem>) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca_cert.der().clone()).expect("trust the CA");
+        let builder = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots);
+        let config = match identity {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let certs = CertificateDer::pem_slice_iter(pem.cert.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .expect("client certificate PEM");
+                let key = PrivateKeyDer::from_pem_slice(pem.key.as_bytes()).expect("client key");
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .expect("client identity")
+            }
+        };
+        Arc::new(config)
+    }
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPki").finish_non_exhaustive()
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        TestPki::new()
+    }
+}
+
+/// Where [`TestPki::write`] put the files.
+#[derive(Debug, Clone)]
+pub struct PkiFiles {
+    /// The server certificate.
+    pub cert: PathBuf,
+    /// The server key.
+    pub key: PathBuf,
+    /// The CA certificate (for `--tls-client-ca`).
+    pub ca: PathBuf,
+}
+
+/// A directory of its own under the system's temporary directory, removed when dropped.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A new, empty directory.
+    pub fn new() -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "relay-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir(path)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Default for TempDir {
+    fn default() -> Self {
+        TempDir::new()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A blocking TLS client; its socket's reads and writes are bounded by [`TIMEOUT`].
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// Connects to `addr` and completes the handshake (bounded by [`TIMEOUT`]), naming the server
+/// `localhost`.
+pub fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<TlsStream> {
+    let sock = connect(addr);
+    let name = ServerName::try_from("localhost").expect("server name");
+    let conn = ClientConnection::new(Arc::clone(config), name).map_err(io::Error::other)?;
+    let mut stream = StreamOwned::new(conn, sock);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock)?;
+    }
+    // TLS 1.3: the client is done before the server has checked its Finished (and certificate);
+    // flush what the client still owes.
+    while stream.conn.wants_write() {
+        stream.conn.write_tls(&mut stream.sock)?;
+    }
+    Ok(stream)
+}
+
+/// Like [`crate::join_room`] over TLS: `n` clients, and returns once the server has them all.
+#[track_caller]
+pub fn tls_join_room(addr: SocketAddr, config: &Arc<ClientConfig>, n: usize) -> Vec<TlsStream> {
+    let mut clients: Vec<TlsStream> = (0..n)
+        .map(|i| tls_connect(addr, config).unwrap_or_else(|e| panic!("TLS client {i}: {e}")))
+        .collect();
+    tls_sync_room(&mut clients);
+    clients
+}
+
+/// [`crate::sync_room`] over TLS.
+#[track_caller]
+pub fn tls_sync_room(clients: &mut [TlsStream]) {
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let Some((last, others)) = clients.split_last_mut() else {
+        return;
+    };
+    let probe = format!("<tls probe {}>\n", PROBES.fetch_add(1, Ordering::Relaxed));
+    last.write_all(probe.as_bytes()).expect("send probe");
+    last.flush().expect("send probe");
+    for client in others {
+        tls_expect_bytes(client, probe.as_bytes());
+    }
+}
+
+/// Reads exactly `n` plaintext bytes, or fails once [`TIMEOUT`] has passed in total.
+pub fn tls_read_exactly(stream: &mut TlsStream, n: usize) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut got = vec![0; n];
+    let mut filled = 0;
+    while filled < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("got {filled} of {n} bytes"),
+            ));
+        }
+        stream.sock.set_read_timeout(Some(left))?;
+        match stream.read(&mut got[filled..]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("end of stream after {filled} of {n} bytes"),
+                ))
+            }
+            Ok(k) => filled += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    stream.sock.set_read_timeout(Some(TIMEOUT))?;
+    Ok(got)
+}
+
+/// Asserts the next plaintext on `stream` is exactly `expected`.
+#[track_caller]
+pub fn tls_expect_bytes(stream: &mut TlsStream, expected: &[u8]) {
+    match tls_read_exactly(stream, expected.len()) {
+        Ok(got) => assert!(
+            got == expected,
+            "byte stream differs\nexpected: {:?}\n     got: {:?}",
+            expected.escape_ascii().to_string(),
+            got.escape_ascii().to_string()
+        ),
+        Err(e) => panic!("expected {:?}: {e}", expected.escape_ascii().to_string()),
+    }
+}
+
+/// Reads until the server ends the TLS stream (close_notify, end of stream, an alert or a reset);
+/// returns the error the client saw, if any. Panics if it is still open after [`TIMEOUT`].
+#[track_caller]
+pub fn tls_expect_closed(stream: &mut TlsStream) -> Option<io::Error> {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "TLS connection still open after {TIMEOUT:?}"
+        );
+        stream
+            .sock
+            .set_read_timeout(Some(left))
+            .expect("set_read_timeout");
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                panic!("TLS connection still open after {TIMEOUT:?}")
+            }
+            Err(e) => return Some(e),
+        }
+    }
+}
