@@ -17,6 +17,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+mod security;
+
 #[cfg(not(any(feature = "polling", feature = "select")))]
 compile_error!(
     "the server needs at least one I/O backend: build with `--features polling`, \
@@ -52,6 +54,9 @@ Examples:
       a line chat: others see \"[3] hello\", \"* 4 joined\", \"* 4 left\"
   server --bind 127.0.0.1 --backend select --stats-interval 60 -q 9000
       loopback only, the select backend, a statistics line every minute
+  server --tls-cert cert.pem --tls-key key.pem --allow 10.0.0.0/8 --deny 10.9.0.0/16 9000
+      TLS only, and only peers in 10.0.0.0/8 outside 10.9.0.0/16
+      (connect with `openssl s_client -connect HOST:9000` or `ncat --ssl HOST 9000`)
 
 Try it: run `nc 127.0.0.1 9000` in two terminals and type.
 Stop with Ctrl-C (or SIGTERM): pending output gets --drain-timeout to drain, then the server
@@ -139,6 +144,9 @@ struct Args {
     /// everything and exits. A second Ctrl-C exits at once.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     drain_timeout: Duration,
+
+    #[command(flatten)]
+    security: security::Security,
 }
 
 /// Descriptors kept back from `--max-clients`' default: stdio, the listener and its spare, the
@@ -260,6 +268,11 @@ fn main() -> ExitCode {
         eprintln!("{USAGE} [OPTIONS]");
         return ExitCode::FAILURE;
     }
+    if let Err(message) = args.security.check() {
+        eprintln!("server: {message}");
+        eprintln!("{USAGE} [OPTIONS]");
+        return ExitCode::FAILURE;
+    }
     init_logging(&args);
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -324,6 +337,8 @@ fn compiled_backends() -> String {
 
 /// Binds, creates the backend, installs the signal handler and runs the event loop.
 fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result<(), String> {
+    // TLS files are read before binding, so a bad one stops the server before it listens.
+    let door = args.security.door()?;
     let (listener, addr) = listen(args)?;
     let backend = make_backend().map_err(|e| {
         format!(
@@ -362,7 +377,8 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
         config.max_pending,
         config.drain_timeout.as_secs_f64()
     );
-    match server_core::run(listener, backend, &config, &shutdown) {
+    args.security.log_startup();
+    match server_core::run_with(listener, backend, door, None, &config, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())
@@ -395,6 +411,7 @@ fn config(args: &Args, backend_capacity: Option<usize>) -> Config {
             }),
         },
         stats_interval: args.stats_interval,
+        handshake_timeout: args.security.handshake_timeout,
         ..Config::default()
     }
 }

@@ -1,0 +1,117 @@
+//! `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--handshake-timeout`, `--allow`, `--deny`:
+//! how connections get in. Builds without the `tls` feature know the TLS options and say so
+//! when they are used; access lists work in every build.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use relay_tls::{AccessList, Entry, Gated, Rule};
+use server_core::PlainTcp;
+use tracing::info;
+
+use crate::parse_interval;
+
+/// The options that decide who gets in and how.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Security {
+    /// Serve TLS only, with this PEM certificate chain (the server's certificate first); needs
+    /// --tls-key. Every client must then complete a TLS handshake (plaintext clients are
+    /// dropped). Default: plain TCP.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: admit only clients that present a certificate issued by a CA in this PEM
+    /// file. Default: clients are not asked for certificates.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// Cut a TLS client whose handshake is not done within SECS seconds; it never joins the
+    /// room meanwhile.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_interval)]
+    pub(crate) handshake_timeout: Duration,
+
+    /// Admit only peers in this network: CIDR such as 10.0.0.0/8 or ::1/128; a bare address is
+    /// one host. Repeatable. Default: every peer that no --deny matches.
+    #[arg(long = "allow", value_name = "CIDR")]
+    allow: Vec<Rule>,
+
+    /// Refuse peers in this network (CIDR or a bare address); wins over --allow. Repeatable.
+    /// Refused peers are closed right after accept, logged at most once a minute per address.
+    #[arg(long = "deny", value_name = "CIDR")]
+    deny: Vec<Rule>,
+}
+
+/// What the engine runs with: the access list around plain TCP or TLS.
+pub(crate) type Door = Gated<Entry>;
+
+impl Security {
+    /// Options that only make sense together; `Err` is the message for the terminal.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
+            (Some(_), None, _) => Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_), _) => Err("--tls-key needs --tls-cert".into()),
+            (None, None, Some(_)) => Err("--tls-client-ca needs --tls-cert and --tls-key".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The acceptor: loads the TLS files (a missing, unreadable or mismatched one is an error
+    /// naming it) and wraps it in the access list. `Err` is the message for the terminal.
+    pub(crate) fn door(&self) -> Result<Door, String> {
+        let list = AccessList::new(self.allow.clone(), self.deny.clone());
+        Ok(Gated::new(self.entry()?, list))
+    }
+
+    #[cfg(feature = "tls")]
+    fn entry(&self) -> Result<Entry, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(Entry::Plain(PlainTcp));
+        };
+        let files = relay_tls::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        };
+        relay_tls::tls::TlsAcceptor::from_files(&files)
+            .map(Entry::Tls)
+            .map_err(|e| e.to_string())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn entry(&self) -> Result<Entry, String> {
+        if self.tls_cert.is_some() {
+            return Err("this build has no TLS; rebuild with `--features tls`".into());
+        }
+        Ok(Entry::Plain(PlainTcp))
+    }
+
+    /// One line each for TLS and the access list, when they are on; plain `server <port>`
+    /// logs neither.
+    pub(crate) fn log_startup(&self) {
+        if let Some(cert) = &self.tls_cert {
+            let clients = match &self.tls_client_ca {
+                Some(ca) => format!("client certificates required (CA {})", ca.display()),
+                None => "no client certificates asked for".into(),
+            };
+            let timeout_s = self.handshake_timeout.as_secs_f64();
+            info!(
+                tls = true,
+                mutual = self.tls_client_ca.is_some(),
+                "TLS on: certificate {}; {clients}; handshake timeout {timeout_s} s",
+                cert.display()
+            );
+        }
+        let list = AccessList::new(self.allow.clone(), self.deny.clone());
+        if !list.is_open() {
+            info!(
+                allow = self.allow.len(),
+                deny = self.deny.len(),
+                "access list: {list}; refused peers are closed at once"
+            );
+        }
+    }
+}
