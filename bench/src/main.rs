@@ -10,10 +10,12 @@
 //! ./target/release/chat-bench all            # the standard set, a few minutes
 //! ./target/release/chat-bench --quick        # a smoke run, seconds
 //! ./target/release/chat-bench fanout latency --only server/polling,ncat
+//! ./target/release/chat-bench fanout --tls --only server/polling,server/polling+tls
 //! ```
 
 mod ceiling;
 mod check;
+mod client;
 mod procstat;
 mod progress;
 mod report;
@@ -27,6 +29,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use relay_tests::tls::{TempDir, TestPki};
+use rustls::ClientConfig;
+use std::sync::Arc;
 
 use crate::progress::Progress;
 use crate::report::Record;
@@ -59,6 +64,11 @@ struct Cli {
     /// Do not run ncat.
     #[arg(long)]
     no_ncat: bool,
+    /// Also run our server with TLS: one more relay per backend, `server/BACKEND+tls`, with a
+    /// certificate made for this run, and every client a TLS client (rustls). Fan-out, latency
+    /// and slow-reader scenarios only.
+    #[arg(long)]
+    tls: bool,
     /// Run only these relays (comma-separated): e.g. server/polling,ncat,ceiling.
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
@@ -184,7 +194,38 @@ fn run(cli: &Cli) -> Result<bool, String> {
             "{e}\n  (build it with `cargo build --release --workspace --bins`, or pass --server PATH)"
         )
     })?;
-    relays.extend(ours);
+    // With --tls: a CA and server certificate for this run only, in a directory removed at the
+    // end, and the client configuration that trusts it.
+    let tls = if cli.tls {
+        let help = std::process::Command::new(&server)
+            .arg("--help")
+            .output()
+            .map_err(|e| format!("{}: {e}", server.display()))?;
+        if !String::from_utf8_lossy(&help.stdout).contains("--tls-cert") {
+            return Err(format!(
+                "--tls: {} has no --tls-cert option (a build without TLS?)",
+                server.display()
+            ));
+        }
+        let (pki, dir) = (TestPki::new(), TempDir::new());
+        let files = pki.write(dir.path());
+        let with_tls: Vec<Target> = ours
+            .iter()
+            .filter_map(|t| t.with_tls(&files.cert, &files.key))
+            .collect();
+        // Each TLS relay right after its plain twin, so the tables put them side by side.
+        let mut paired = Vec::new();
+        for (plain, tls) in ours.into_iter().zip(with_tls) {
+            paired.push(plain);
+            paired.push(tls);
+        }
+        relays.extend(paired);
+        Some((pki.client_config(None), dir))
+    } else {
+        relays.extend(ours);
+        None
+    };
+    let tls_config = tls.as_ref().map(|(config, _)| config);
     let ncat = if cli.no_ncat {
         None
     } else {
@@ -265,7 +306,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let progress = Progress::new(plan.len() as u64, std::io::stderr().is_terminal());
     let mut records = Vec::new();
     for (scenario, target) in &plan {
-        let record = run_one(scenario, target, cli, nofile, timeout, &progress);
+        let record = run_one(
+            scenario, target, cli, nofile, timeout, &progress, tls_config,
+        );
         progress.finish_run(&record.summary());
         records.push(record);
     }
@@ -335,6 +378,7 @@ fn scenarios(cli: &Cli, timeout: Duration, stall: Duration) -> Result<Vec<Scenar
         connect_threads: cli.connect_threads,
         timeout,
         stall,
+        tls: None,
     };
     let mut out = Vec::new();
     if fanout_wanted {
@@ -441,6 +485,7 @@ fn run_one(
     nofile: u64,
     timeout: Duration,
     progress: &Progress,
+    tls: Option<&Arc<ClientConfig>>,
 ) -> Record {
     let id = scenario.id();
     let mut record = Record {
@@ -455,6 +500,9 @@ fn run_one(
     };
     if let Scenario::Scale { clients, .. } = scenario {
         record.clients = *clients;
+        if target.is_tls() {
+            return skip(record, "scale runs are plain TCP only".into());
+        }
         if let Some(limit) = target.client_limit().filter(|l| clients > l) {
             return skip(
                 record,
@@ -488,6 +536,10 @@ fn run_one(
     let meter = running.meter();
     match scenario {
         Scenario::Room { spec, .. } => {
+            let spec = &RoomSpec {
+                tls: tls.filter(|_| target.is_tls()).cloned(),
+                ..spec.clone()
+            };
             record.clients = spec.clients;
             record.senders = spec.senders;
             record.size = spec.size;

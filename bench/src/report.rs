@@ -360,6 +360,23 @@ pub(crate) fn checks(records: &[Record]) -> Vec<Check> {
     ours.sort_unstable();
     ours.dedup();
     for t in ours {
+        if let Some(plain) = t.strip_suffix("+tls") {
+            // The targets are for plain TCP; a TLS run is compared with its plain twin.
+            for (scenario, what) in [("fanout-64", "64 B"), ("fanout-8k", "8 KiB")] {
+                if let (Some(a), Some(b)) =
+                    (find(records, scenario, t), find(records, scenario, plain))
+                {
+                    let x =
+                        a.deliveries_per_sec.unwrap_or(0.0) / b.deliveries_per_sec.unwrap_or(1.0);
+                    out.push(Check {
+                        goal: format!("{t}: {what} fan-out deliveries/s vs {plain}"),
+                        measured: format!("{x:.2}x"),
+                        verdict: "info".into(),
+                    });
+                }
+            }
+            continue;
+        }
         if let (Some(a), Some(b)) = (
             find(records, "fanout-64", t),
             find(records, "fanout-64", "ncat"),

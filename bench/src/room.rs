@@ -13,6 +13,9 @@
 //! - every other client is read by a few receiver threads (one by default) multiplexing their
 //!   sockets with `polling`, each checking its stream with a [`StreamCheck`].
 //!
+//! With a TLS client configuration (`RoomSpec::tls`) every client is a TLS client of its own
+//! (see [`crate::client`]); the room is otherwise the same.
+//!
 //! Every wait is bounded by the run's deadline, and a run in which no byte arrives for `stall`
 //! ends as stalled. Every thread is joined before [`run_room`] returns.
 
@@ -25,8 +28,10 @@ use std::time::{Duration, Instant};
 
 use polling::{Event, Events, PollMode, Poller};
 use relay_tests::Pattern;
+use rustls::ClientConfig;
 
 use crate::check::{encode_probe, StreamCheck, MAX_PATTERN_SENDERS_WITH_PROBE};
+use crate::client::Client;
 use crate::procstat::{self, Meter};
 
 /// Socket read/write timeout: how often a blocked thread wakes to check the deadline.
@@ -79,6 +84,8 @@ pub(crate) struct RoomSpec {
     pub(crate) timeout: Duration,
     /// A run in which no byte arrives for this long ends as stalled.
     pub(crate) stall: Duration,
+    /// Every client speaks TLS with this configuration; `None`: plain TCP.
+    pub(crate) tls: Option<Arc<ClientConfig>>,
 }
 
 impl RoomSpec {
@@ -195,7 +202,7 @@ struct Plan {
 /// One reader's end state.
 #[derive(Debug)]
 struct Reader {
-    sock: TcpStream,
+    sock: Client,
     check: StreamCheck,
     latencies: Vec<u64>,
     pattern_done: Option<Instant>,
@@ -216,7 +223,14 @@ pub(crate) fn run_room(
     }
     let deadline = Instant::now() + spec.timeout;
     let began_connecting = Instant::now();
-    let mut clients = match connect_all(addr, spec.clients, spec.connect_threads, deadline) {
+    let connected = connect_all(
+        addr,
+        spec.clients,
+        spec.connect_threads,
+        deadline,
+        spec.tls.as_ref(),
+    );
+    let mut clients = match connected {
         Ok(clients) => clients,
         Err(e) => return RoomOutcome::failed(format!("connecting: {e}")),
     };
@@ -235,7 +249,7 @@ pub(crate) fn run_room(
 /// Everything after the room is synchronised.
 fn drive(
     spec: &RoomSpec,
-    mut clients: Vec<TcpStream>,
+    mut clients: Vec<Client>,
     deadline: Instant,
     meter: Option<Meter>,
     progress: &dyn Fn(u64),
@@ -253,7 +267,7 @@ fn drive(
     };
     let probe_index = spec.probe.map(|_| spec.senders);
     let per_sender = spec.size * spec.messages;
-    let slow: Vec<TcpStream> = clients.split_off(spec.clients - spec.slow_readers);
+    let slow: Vec<Client> = clients.split_off(spec.clients - spec.slow_readers);
 
     // Writers use clones; the readers own the originals.
     let start = Arc::new(Barrier::new(
@@ -389,7 +403,7 @@ fn drive(
     }
     drop(readers);
     latencies.sort_unstable();
-    let slow_cut = (!slow.is_empty()).then(|| slow.into_iter().all(drained_to_close));
+    let slow_cut = (!slow.is_empty()).then(|| slow.into_iter().all(|c| drained_to_close(c.tcp)));
 
     let status = if stalled {
         Status::Stalled(format!(
@@ -441,7 +455,7 @@ fn own_cpu(meter: Option<Meter>) -> Option<f64> {
 
 /// Writes `messages` messages of `size` bytes of sender `s`'s pattern, one write each.
 fn send_pattern(
-    mut w: TcpStream,
+    mut w: Client,
     s: usize,
     size: usize,
     messages: usize,
@@ -472,7 +486,7 @@ fn send_pattern(
 /// all `readers` have every pattern byte; publishes how many it sent. Returns that count, with the error if it stopped
 /// early.
 fn send_probes(
-    mut w: TcpStream,
+    mut w: Client,
     probe: Probe,
     readers: usize,
     plan: Plan,
@@ -526,7 +540,7 @@ fn receive(mut readers: Vec<Reader>, plan: Plan, shared: &Shared) -> Vec<Reader>
     for (k, r) in readers.iter_mut().enumerate() {
         // SAFETY: every registered socket is deleted from the poller (`finish` or the loop at the
         // end) before `readers`, which owns it, is returned or dropped.
-        match unsafe { poller.add_with_mode(&r.sock, Event::readable(k), PollMode::Level) } {
+        match unsafe { poller.add_with_mode(&r.sock.tcp, Event::readable(k), PollMode::Level) } {
             Ok(()) => registered[k] = true,
             Err(e) => {
                 r.error = Some(format!("register: {e}"));
@@ -544,7 +558,7 @@ fn receive(mut readers: Vec<Reader>, plan: Plan, shared: &Shared) -> Vec<Reader>
     let mut last_sweep = Instant::now();
     let finish = |r: &mut Reader, k: usize, registered: &mut [bool], live: &mut usize| {
         if registered[k] {
-            let _ = poller.delete(&r.sock);
+            let _ = poller.delete(&r.sock.tcp);
             registered[k] = false;
         }
         r.finished = true;
@@ -582,45 +596,51 @@ fn receive(mut readers: Vec<Reader>, plan: Plan, shared: &Shared) -> Vec<Reader>
             if r.finished {
                 continue;
             }
-            match r.sock.read(&mut buf) {
-                Ok(0) => {
-                    r.error = Some("the relay closed the connection".into());
-                    shared.abort.store(true, Ordering::Relaxed);
-                    finish(r, k, &mut registered, &mut live);
-                }
-                Ok(n) => {
-                    let at = Instant::now();
-                    shared.received.fetch_add(n as u64, Ordering::Relaxed);
-                    let now_ns = (at - plan.t0).as_nanos() as u64;
-                    let latencies = &mut r.latencies;
-                    if let Err(e) = r
-                        .check
-                        .feed(&buf[..n], |ts| latencies.push(now_ns.saturating_sub(ts)))
-                    {
-                        r.error = Some(e);
+            // A TLS client may hold decrypted bytes no readiness will announce: read them too.
+            loop {
+                match r.sock.read(&mut buf) {
+                    Ok(0) => {
+                        r.error = Some("the relay closed the connection".into());
                         shared.abort.store(true, Ordering::Relaxed);
                         finish(r, k, &mut registered, &mut live);
-                        continue;
                     }
-                    if r.pattern_done.is_none() && r.check.pattern_complete() {
-                        r.pattern_done = Some(at);
-                        shared.patterns_complete.fetch_add(1, Ordering::Relaxed);
-                    }
-                    match complete(r, shared) {
-                        Ok(true) => finish(r, k, &mut registered, &mut live),
-                        Ok(false) => {}
-                        Err(e) => {
+                    Ok(n) => {
+                        let at = Instant::now();
+                        shared.received.fetch_add(n as u64, Ordering::Relaxed);
+                        let now_ns = (at - plan.t0).as_nanos() as u64;
+                        let latencies = &mut r.latencies;
+                        if let Err(e) = r
+                            .check
+                            .feed(&buf[..n], |ts| latencies.push(now_ns.saturating_sub(ts)))
+                        {
                             r.error = Some(e);
                             shared.abort.store(true, Ordering::Relaxed);
                             finish(r, k, &mut registered, &mut live);
+                            break;
+                        }
+                        if r.pattern_done.is_none() && r.check.pattern_complete() {
+                            r.pattern_done = Some(at);
+                            shared.patterns_complete.fetch_add(1, Ordering::Relaxed);
+                        }
+                        match complete(r, shared) {
+                            Ok(true) => finish(r, k, &mut registered, &mut live),
+                            Ok(false) => {}
+                            Err(e) => {
+                                r.error = Some(e);
+                                shared.abort.store(true, Ordering::Relaxed);
+                                finish(r, k, &mut registered, &mut live);
+                            }
                         }
                     }
+                    Err(e) if is_retry(&e) => {}
+                    Err(e) => {
+                        r.error = Some(format!("read: {e}"));
+                        shared.abort.store(true, Ordering::Relaxed);
+                        finish(r, k, &mut registered, &mut live);
+                    }
                 }
-                Err(e) if is_retry(&e) => {}
-                Err(e) => {
-                    r.error = Some(format!("read: {e}"));
-                    shared.abort.store(true, Ordering::Relaxed);
-                    finish(r, k, &mut registered, &mut live);
+                if r.finished || !r.sock.buffered() {
+                    break;
                 }
             }
         }
@@ -637,7 +657,7 @@ fn receive(mut readers: Vec<Reader>, plan: Plan, shared: &Shared) -> Vec<Reader>
     }
     for (k, r) in readers.iter().enumerate() {
         if registered[k] {
-            let _ = poller.delete(&r.sock);
+            let _ = poller.delete(&r.sock.tcp);
         }
     }
     readers
@@ -688,7 +708,8 @@ pub(crate) fn connect_all(
     n: usize,
     threads: usize,
     deadline: Instant,
-) -> io::Result<Vec<TcpStream>> {
+    tls: Option<&Arc<ClientConfig>>,
+) -> io::Result<Vec<Client>> {
     let first = n.saturating_sub(1);
     let per = first.div_ceil(threads.max(1)).max(1);
     let mut clients = thread::scope(|s| {
@@ -697,7 +718,7 @@ pub(crate) fn connect_all(
             .map(|from| {
                 s.spawn(move || {
                     (from..(from + per).min(first))
-                        .map(|i| connect_one(addr, i, deadline))
+                        .map(|i| connect_one(addr, i, deadline, tls))
                         .collect::<io::Result<Vec<_>>>()
                 })
             })
@@ -712,13 +733,18 @@ pub(crate) fn connect_all(
         Ok::<_, io::Error>(clients)
     })?;
     if n > 0 {
-        clients.push(connect_one(addr, n - 1, deadline)?);
+        clients.push(connect_one(addr, n - 1, deadline, tls)?);
     }
     Ok(clients)
 }
 
 /// Connects client `i`, retrying timeouts and resets until `deadline`.
-fn connect_one(addr: SocketAddr, i: usize, deadline: Instant) -> io::Result<TcpStream> {
+fn connect_one(
+    addr: SocketAddr,
+    i: usize,
+    deadline: Instant,
+    tls: Option<&Arc<ClientConfig>>,
+) -> io::Result<Client> {
     let mut attempt = CONNECT_TRY;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -734,7 +760,11 @@ fn connect_one(addr: SocketAddr, i: usize, deadline: Instant) -> io::Result<TcpS
                 c.set_nodelay(true)?;
                 c.set_read_timeout(Some(POLL))?;
                 c.set_write_timeout(Some(POLL))?;
-                return Ok(c);
+                return match tls {
+                    None => Ok(Client::plain(c)),
+                    Some(config) => Client::tls(c, config, deadline)
+                        .map_err(|e| io::Error::new(e.kind(), format!("client {i}: TLS: {e}"))),
+                };
             }
             Err(e)
                 if is_retry(&e)
@@ -762,7 +792,7 @@ fn sync_probe(r: u16) -> [u8; 8] {
 /// must read it. A relay with a short backlog may accept a straggler after the probe went out,
 /// so the probe is resent (with a new round number) until every client has read the latest one.
 /// Afterwards nothing is in flight. Returns the number of rounds.
-pub(crate) fn sync_room(clients: &mut [TcpStream], deadline: Instant) -> io::Result<u16> {
+pub(crate) fn sync_room(clients: &mut [Client], deadline: Instant) -> io::Result<u16> {
     let Some((sender, others)) = clients.split_last_mut() else {
         return Ok(0);
     };
@@ -801,7 +831,7 @@ pub(crate) fn sync_room(clients: &mut [TcpStream], deadline: Instant) -> io::Res
 /// Reads sync probes until the one of `round` (true) or `until` (false). Older probes are
 /// skipped; anything else is an error.
 fn read_sync(
-    c: &mut TcpStream,
+    c: &mut Client,
     carry: &mut (usize, [u8; 8]),
     round: u16,
     until: Instant,
@@ -877,7 +907,7 @@ pub(crate) fn run_scale(
         served: 0,
     };
     let began = Instant::now();
-    let mut clients = match connect_all(addr, n, connect_threads, deadline) {
+    let mut clients = match connect_all(addr, n, connect_threads, deadline, None) {
         Ok(c) => c,
         Err(e) => {
             outcome.status = Status::Failed(format!("connecting: {e}"));
@@ -928,7 +958,7 @@ pub(crate) fn run_scale(
 }
 
 /// `read_exact` that gives up at `deadline` (the socket's short timeout lets it check).
-fn read_exact_until(c: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+fn read_exact_until(c: &mut Client, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         if Instant::now() >= deadline {
@@ -947,7 +977,7 @@ fn read_exact_until(c: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io:
 /// `write_all` that gives up at `deadline` or on `abort`: a stalled relay stops reading, the
 /// socket's send buffer fills, and a plain `write_all` would block forever.
 fn write_until(
-    w: &mut TcpStream,
+    w: &mut Client,
     mut bytes: &[u8],
     deadline: Instant,
     abort: &AtomicBool,
@@ -966,7 +996,20 @@ fn write_until(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    // A TLS client may still hold records it made from those bytes.
+    loop {
+        match w.flush() {
+            Ok(()) => return Ok(()),
+            Err(e) if is_retry(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if Instant::now() >= deadline {
+            return Err(timed_out("timed out writing".into()));
+        }
+        if abort.load(Ordering::Relaxed) {
+            return Err(io::Error::other("stopped: another thread failed"));
+        }
+    }
 }
 
 /// A socket timeout or an interruption: check the deadline and retry.
@@ -998,6 +1041,7 @@ mod tests {
             connect_threads: 2,
             timeout: Duration::from_secs(20),
             stall: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -1015,6 +1059,42 @@ mod tests {
         assert_eq!(o.pattern_bytes, 3 * 20_000 * 5);
         assert_eq!(o.pattern_bytes, s.expected_bytes());
         assert!(o.server_cpu.is_some() && o.tool_cpu.is_some());
+    }
+
+    /// TLS clients against our engine with its TLS acceptor (in-process): the room, its sync,
+    /// the probes and the checker work the same through encryption.
+    #[test]
+    fn a_tls_room_relays_completely_with_probes() {
+        use relay_tests::tls::{TempDir, TestPki};
+        use relay_tls::tls::{TlsAcceptor, TlsFiles};
+        let (pki, dir) = (TestPki::new(), TempDir::new());
+        let files = pki.write(dir.path());
+        let acceptor = TlsAcceptor::from_files(&TlsFiles {
+            cert: files.cert,
+            key: files.key,
+            client_ca: None,
+        })
+        .expect("TLS acceptor");
+        let server = relay_tests::TestServer::start_with(
+            backend_polling::PollingBackend::new,
+            acceptor,
+            server_core::Config::default(),
+        );
+        let s = RoomSpec {
+            probe: Some(Probe {
+                interval: Duration::from_millis(1),
+                count: None,
+            }),
+            tls: Some(pki.client_config(None)),
+            ..spec(6, 3, 5000, 40)
+        };
+        let o = run_room(server.addr, &s, None, &|_| {});
+        assert_eq!(o.status, Status::Ok, "{o:?}");
+        assert_eq!(o.pattern_bytes, s.expected_bytes());
+        assert!(o.probes_sent > 0 && !o.latencies_ns.is_empty());
+        let summary = server.stop();
+        assert_eq!(summary.accepted, 6);
+        assert_eq!(summary.handshakes_failed, 0);
     }
 
     #[test]

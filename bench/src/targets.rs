@@ -27,6 +27,8 @@ pub(crate) enum Kind {
         path: PathBuf,
         /// `--backend` value, or `None` to run the binary's default.
         backend: Option<String>,
+        /// `--tls-cert` and `--tls-key`, for a TLS run.
+        tls: Option<(PathBuf, PathBuf)>,
     },
     /// `ncat --broker`.
     Ncat(PathBuf),
@@ -55,16 +57,40 @@ impl Target {
         }
     }
 
+    /// Whether it is our server with TLS on (its clients must speak TLS).
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(&self.kind, Kind::Ours { tls: Some(_), .. })
+    }
+
+    /// The same server with TLS on, named `server/BACKEND+tls`; `None` for other relays.
+    pub(crate) fn with_tls(&self, cert: &Path, key: &Path) -> Option<Target> {
+        let Kind::Ours { path, backend, .. } = &self.kind else {
+            return None;
+        };
+        Some(Target {
+            name: format!("{}+tls", self.name),
+            backend: self.backend.clone(),
+            kind: Kind::Ours {
+                path: path.clone(),
+                backend: backend.clone(),
+                tls: Some((cert.to_path_buf(), key.to_path_buf())),
+            },
+        })
+    }
+
     /// Starts it; `log` receives a server process's stderr.
     pub(crate) fn start(&self, log: Option<&Path>) -> io::Result<Running> {
         match &self.kind {
             Kind::Ceiling => Ok(Running::Relay(CeilingRelay::start(Mangle::None)?)),
-            Kind::Ours { path, backend } => {
+            Kind::Ours { path, backend, tls } => {
                 let port = free_port()?;
                 let mut cmd = Command::new(path);
                 cmd.arg("-q");
                 if let Some(b) = backend {
                     cmd.args(["--backend", b]);
+                }
+                if let Some((cert, key)) = tls {
+                    cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
                 }
                 cmd.arg(port.to_string());
                 ServerGuard::spawn(&self.name, cmd, port, log).map(Running::Process)
@@ -241,6 +267,7 @@ pub(crate) fn discover_ours(path: &Path) -> io::Result<(Vec<Target>, String)> {
             kind: Kind::Ours {
                 path: path.to_path_buf(),
                 backend: None,
+                tls: None,
             },
         }]
     } else {
@@ -252,6 +279,7 @@ pub(crate) fn discover_ours(path: &Path) -> io::Result<(Vec<Target>, String)> {
                 kind: Kind::Ours {
                     path: path.to_path_buf(),
                     backend: Some(b.clone()),
+                    tls: None,
                 },
             })
             .collect()
@@ -332,9 +360,16 @@ mod tests {
             kind: Kind::Ours {
                 path: "server".into(),
                 backend: Some(b.into()),
+                tls: None,
             },
         };
         assert_eq!(ours("polling").client_limit(), None);
+        let tls = ours("select")
+            .with_tls(Path::new("c.pem"), Path::new("k.pem"))
+            .unwrap();
+        assert_eq!(tls.name, "server/select+tls");
+        assert!(tls.is_tls() && !ours("select").is_tls());
+        assert_eq!(tls.client_limit(), Some(1000));
         assert_eq!(ours("select").client_limit(), Some(1000));
         let ncat = Target {
             name: "ncat".into(),
