@@ -167,9 +167,13 @@ fn a_refused_address_is_logged_once_however_often_it_knocks() {
         .filter(|l| l.contains("refused 127.0.0.1"))
         .count();
     assert_eq!(refusals, 1, "{:#?}", server.seen);
-    server.signal("TERM");
-    let (_, output) = server.wait_exit();
-    assert!(output.contains("5 by access list"), "{output}");
+    // Every refusal is counted, logged or not (the summary at a POSIX-signal stop).
+    #[cfg(unix)]
+    {
+        server.signal("TERM");
+        let (_, output) = server.wait_exit();
+        assert!(output.contains("5 by access list"), "{output}");
+    }
 }
 
 #[test]
