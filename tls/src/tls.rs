@@ -297,7 +297,13 @@ impl Link for TlsLink {
             self.unfed = input.to_vec();
             if out > 0 || !self.unfed.is_empty() {
                 self.buffered = !self.unfed.is_empty() || out == buf.len();
-                return Ok(out);
+                // Ok(0) would read as end of stream: with ciphertext still unfed and no
+                // plaintext yet, there is simply nothing for the caller this time.
+                return if out > 0 {
+                    Ok(out)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
             }
         }
         if self.closed {
