@@ -142,6 +142,34 @@ fn port_in_use_is_reported_and_exits_1() {
     );
 }
 
+/// While the server listens, no other socket may bind its port on 127.0.0.1, with or without
+/// `SO_REUSEADDR`. On Windows both are possible against a socket that did not set
+/// `SO_EXCLUSIVEADDRUSE`: a specific address may be bound under a wildcard listener by default,
+/// and `SO_REUSEADDR` lets a socket share even the exact address; either way it takes over
+/// connections meant for the server.
+#[test]
+fn another_socket_cannot_take_the_listening_port() {
+    use socket2::{Domain, Socket, Type};
+    for extra in [&[][..], &["--bind", "127.0.0.1"][..]] {
+        let (_server, port) = start(extra);
+        for reuse in [false, true] {
+            let thief = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+            thief.set_reuse_address(reuse).unwrap();
+            let err = thief.bind(&loopback(port).into()).expect_err(&format!(
+                "server {extra:?}: another socket (SO_REUSEADDR {reuse}) bound its port"
+            ));
+            // Windows says WSAEACCES to SO_REUSEADDR against an exclusive socket.
+            assert!(
+                matches!(
+                    err.kind(),
+                    std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
+                ),
+                "server {extra:?}, SO_REUSEADDR {reuse}: {err}"
+            );
+        }
+    }
+}
+
 /// The startup line `start` waited for.
 fn startup_line(server: &ServerProcess) -> &str {
     server
