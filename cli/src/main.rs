@@ -17,6 +17,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+#[cfg(windows)]
+mod console;
+
 #[cfg(not(any(feature = "polling", feature = "select")))]
 compile_error!(
     "the server needs at least one I/O backend: build with `--features polling`, \
@@ -335,6 +338,10 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
     let shutdown = Shutdown::new(backend.waker());
     install_signal_handler(shutdown.clone())
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    // After ctrlc's handler, so that Windows asks this one first about a console close.
+    #[cfg(windows)]
+    console::install(shutdown.clone())
+        .map_err(|e| format!("cannot install the console close handler: {e}"))?;
 
     let families = match addr {
         SocketAddr::V6(v6) if v6.ip().is_unspecified() => "IPv6 and IPv4",
@@ -362,7 +369,7 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
         config.max_pending,
         config.drain_timeout.as_secs_f64()
     );
-    match server_core::run(listener, backend, &config, &shutdown) {
+    let outcome = match server_core::run(listener, backend, &config, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())
@@ -371,7 +378,11 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
             error!(error = %e, "event loop failed");
             Err(format!("event loop failed: {}", describe(&e)))
         }
-    }
+    };
+    // A console close held while the server drained may let Windows end the process now.
+    #[cfg(windows)]
+    console::stopped();
+    outcome
 }
 
 /// The engine's settings from the options; `--max-clients` defaults to what the descriptor limit
