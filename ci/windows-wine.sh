@@ -16,9 +16,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 readonly TARGET=x86_64-pc-windows-gnu
 readonly PACKAGES=(mingw-w64 wine wine64)
 
-say() { printf 'windows-wine: %s\n' "$*"; }
+# Every line says how far into this script it is, so the build and the Wine run can be told
+# apart in .ci/run's time for this step.
+say() { printf 'windows-wine [%4d s]: %s\n' "${SECONDS}" "$*"; }
 die() {
-  printf 'windows-wine: FAILED: %s\n' "$*" >&2
+  printf 'windows-wine [%4d s]: FAILED: %s\n' "${SECONDS}" "$*" >&2
   exit 1
 }
 
@@ -98,6 +100,7 @@ system32="${WINEPREFIX}/drive_c/windows/system32"
 x86_64-w64-mingw32-gcc -shared -O2 -Wall -Wextra -s -o "${system32}/bcryptprimitives.dll" \
   ci/wine/bcryptprimitives.c ci/wine/bcryptprimitives.def -lbcrypt ||
   die "cannot build ci/wine/bcryptprimitives.dll"
+say "Wine prefix ready, with our bcryptprimitives.dll"
 
 # --- 3. Build, then run under Wine ------------------------------------------------------------
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=x86_64-w64-mingw32-gcc
@@ -169,4 +172,4 @@ if grep -q '\.\.\. ignored' "${log}"; then
   say "ignored on Windows, with their reasons:"
   grep '\.\.\. ignored' "${log}" | sed 's/^test /  /' | sort -u
 fi
-say "ok"
+say "ok: every test above ran as a Windows program under Wine"
