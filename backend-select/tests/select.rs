@@ -319,6 +319,18 @@ fn registration_errors_have_their_kinds() {
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }
 
+/// On Unix an `fd_set` is a bitmap of `FD_SETSIZE` descriptor numbers, and a socket numbered past
+/// it must be refused, not written past the set.
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "Winsock sets hold socket handles, not descriptor numbers: there is no FD_SETSIZE number to exceed"
+)]
+fn descriptor_beyond_fd_setsize_is_refused() {
+    #[cfg(unix)]
+    unix::descriptor_beyond_fd_setsize_is_refused();
+}
+
 #[cfg(unix)]
 mod unix {
     use std::io;
@@ -369,8 +381,7 @@ mod unix {
         Ok(TcpStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    #[test]
-    fn descriptor_beyond_fd_setsize_is_refused() {
+    pub(super) fn descriptor_beyond_fd_setsize_is_refused() {
         if let Err(reason) = raise_nofile_limit() {
             eprintln!("skipped: cannot open descriptor {HIGH_FD}: {reason}");
             return;

@@ -1058,7 +1058,10 @@ mod tests {
         // 3 senders x 20,000 bytes, each to the 5 other clients.
         assert_eq!(o.pattern_bytes, 3 * 20_000 * 5);
         assert_eq!(o.pattern_bytes, s.expected_bytes());
-        assert!(o.server_cpu.is_some() && o.tool_cpu.is_some());
+        // CPU times come from Linux's /proc; elsewhere the run is checked, not metered.
+        if cfg!(target_os = "linux") {
+            assert!(o.server_cpu.is_some() && o.tool_cpu.is_some());
+        }
     }
 
     /// TLS clients against our engine with its TLS acceptor (in-process): the room, its sync,
@@ -1172,7 +1175,9 @@ mod tests {
         );
         assert_eq!(o.status, Status::Ok);
         assert_eq!(o.served, 19);
-        assert!(o.idle_cpu.is_some());
+        if cfg!(target_os = "linux") {
+            assert!(o.idle_cpu.is_some());
+        }
     }
 
     #[test]

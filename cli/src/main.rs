@@ -17,6 +17,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+#[cfg(windows)]
+mod console;
 mod security;
 
 #[cfg(not(any(feature = "polling", feature = "select")))]
@@ -350,6 +352,10 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
     let shutdown = Shutdown::new(backend.waker());
     install_signal_handler(shutdown.clone())
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    // After ctrlc's handler, so that Windows asks this one first about a console close.
+    #[cfg(windows)]
+    console::install(shutdown.clone())
+        .map_err(|e| format!("cannot install the console close handler: {e}"))?;
 
     let families = match addr {
         SocketAddr::V6(v6) if v6.ip().is_unspecified() => "IPv6 and IPv4",
@@ -378,7 +384,7 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
         config.drain_timeout.as_secs_f64()
     );
     args.security.log_startup();
-    match server_core::run_with(listener, backend, door, None, &config, &shutdown) {
+    let outcome = match server_core::run_with(listener, backend, door, None, &config, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())
@@ -387,7 +393,11 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
             error!(error = %e, "event loop failed");
             Err(format!("event loop failed: {}", describe(&e)))
         }
-    }
+    };
+    // A console close held while the server drained may let Windows end the process now.
+    #[cfg(windows)]
+    console::stopped();
+    outcome
 }
 
 /// The engine's settings from the options; `--max-clients` defaults to what the descriptor limit
@@ -472,6 +482,11 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     // Windows, where SO_REUSEADDR would let another process bind a port we are using.
     #[cfg(unix)]
     socket.set_reuse_address(true)?;
+    // On Windows even a socket without SO_REUSEADDR may bind a specific address (127.0.0.1:port)
+    // under our wildcard listener and take the connections meant for us; SO_EXCLUSIVEADDRUSE
+    // forbids every other bind to the port while we hold it. (TIME_WAIT does not block it.)
+    #[cfg(windows)]
+    exclusive_address_use(&socket)?;
     if addr.is_ipv6() {
         // One socket for both families: IPv4 clients arrive as ::ffff:a.b.c.d. Windows and some
         // BSDs default to IPv6-only, so say it explicitly.
@@ -481,6 +496,33 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
+}
+
+/// Sets `SO_EXCLUSIVEADDRUSE`, which socket2 does not expose, before `bind`.
+#[cfg(windows)]
+fn exclusive_address_use(socket: &Socket) -> io::Result<()> {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{
+        setsockopt, WSAGetLastError, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
+    };
+    let on: i32 = 1;
+    // SAFETY: the handle is a live socket we own (borrowed from `socket` for the call); the
+    // option value points at `on`, an `i32` that outlives the call, and the length passed is
+    // exactly its size, which is what SO_EXCLUSIVEADDRUSE (a BOOL) expects.
+    let rc = unsafe {
+        setsockopt(
+            socket.as_raw_socket() as SOCKET,
+            SOL_SOCKET,
+            SO_EXCLUSIVEADDRUSE,
+            (&on as *const i32).cast(),
+            size_of::<i32>() as i32,
+        )
+    };
+    if rc == SOCKET_ERROR {
+        // SAFETY: no preconditions; reads this thread's last Winsock error, set by the call above.
+        return Err(io::Error::from_raw_os_error(unsafe { WSAGetLastError() }));
+    }
+    Ok(())
 }
 
 /// First Ctrl-C / SIGTERM: graceful stop (stop accepting, drain briefly, exit 0). Second: exit now.

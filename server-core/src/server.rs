@@ -631,12 +631,14 @@ impl<A: Acceptor> Room<A> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // The client gave up before we got to it, or a signal arrived: nothing to do.
+                // (Wine reports a connection reset while in the backlog as WSAENOTCONN.)
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::Interrupted
                             | io::ErrorKind::ConnectionAborted
                             | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::NotConnected
                     ) =>
                 {
                     debug!(error = %e, "accept: transient error, skipped");

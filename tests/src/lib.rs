@@ -667,6 +667,12 @@ impl ServerProcess {
         (status, self.seen.join("\n"))
     }
 
+    /// Ends the process at once (SIGKILL, TerminateProcess): no graceful stop. Its output is
+    /// still collected by [`ServerProcess::wait_exit`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+    }
+
     /// Sends a POSIX signal by name (`TERM`, `INT`) with the system's `kill` command.
     #[track_caller]
     pub fn signal(&self, name: &str) {

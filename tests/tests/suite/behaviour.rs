@@ -170,6 +170,18 @@ fn half_closed_client_is_removed_and_others_continue() {
     assert_eq!(summary.peer_closed, 1);
 }
 
+/// Reads `stream` until `needle` has arrived (anything may come before it); bounded by the
+/// stream's read timeout.
+fn read_until(stream: &mut TcpStream, needle: &[u8]) {
+    let mut got = Vec::new();
+    let mut buf = [0; 65536];
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before {:?}", needle.escape_ascii().to_string());
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[test]
 fn garbage_and_resets_mid_stream_do_not_disturb_others() {
     let server = start(Config::default());
@@ -185,16 +197,24 @@ fn garbage_and_resets_mid_stream_do_not_disturb_others() {
         noise.push(c);
     }
     drop(noise);
-    assert!(server.logs.wait_for_count("removing connection", 20));
+    // A client that connected after the noise is heard: the server accepts in arrival order,
+    // so by then it has accepted every noise connection or, for one reset while still in the
+    // backlog, perhaps seen `accept` drop it (Windows). (The junk cannot contain the probe: each
+    // noise client's bytes step by 31.)
+    let mut last = connect(server.addr);
+    last.write_all(b"<after the noise>").unwrap();
+    read_until(&mut watchers[1], b"<after the noise>");
+    let noise_accepted = server.logs.count("New incoming connection") - 3;
+    assert!(server.logs.wait_for_count("removing connection", noise_accepted));
+    // Linux accepts even the connections reset in its backlog.
+    if cfg!(target_os = "linux") {
+        assert_eq!(noise_accepted, 20);
+    } else {
+        assert!(noise_accepted >= 10, "{noise_accepted} of 20 accepted");
+    }
     // Whatever the noise delivered, the watchers drain it and the room still works.
     watchers[0].write_all(b"calm").unwrap();
-    let mut got = Vec::new();
-    let mut buf = [0; 65536];
-    while !got.ends_with(b"calm") {
-        let n = watchers[1].read(&mut buf).unwrap();
-        assert!(n > 0, "closed");
-        got.extend_from_slice(&buf[..n]);
-    }
+    read_until(&mut watchers[1], b"calm");
     server.stop();
 }
 
@@ -218,6 +238,7 @@ fn a_full_room_all_receive() {
 #[test]
 fn connect_disconnect_cycles_leave_the_pool_empty() {
     const CYCLES: usize = 5_000;
+    const RESETS: usize = CYCLES.div_ceil(3);
     let server = start(Config::default());
     for i in 0..CYCLES {
         let c = connect(server.addr);
@@ -226,14 +247,29 @@ fn connect_disconnect_cycles_leave_the_pool_empty() {
         }
         drop(c);
     }
+    // The server accepts in arrival order, so once two clients that came after the cycles are
+    // both in the room, every cycle's connection has been accepted or, if it was reset while
+    // still in the backlog, perhaps dropped by `accept` itself (Windows). Everyone accepted,
+    // the two included, must then be removed.
+    let markers = join_room(server.addr, 2);
+    let accepted = server.logs.count("New incoming connection") - 2;
+    drop(markers);
     assert!(
-        server.logs.wait_for_count("removing connection", CYCLES),
-        "only {} of {CYCLES} removals logged",
-        server.logs.count("removing connection")
+        server.logs.wait_for_count("removing connection", accepted + 2),
+        "only {} of {} removals logged",
+        server.logs.count("removing connection"),
+        accepted + 2
     );
     let summary = server.stop();
-    assert_eq!(summary.accepted, CYCLES as u64);
+    assert_eq!(summary.accepted, accepted as u64 + 2);
     assert_eq!(summary.open_at_stop, 0, "pool not empty");
+    // Linux's accept returns even a connection reset in the backlog. Windows may drop one
+    // there, or fail its accept (Wine: WSAENOTCONN); a cleanly closed one is always accepted.
+    if cfg!(target_os = "linux") {
+        assert_eq!(accepted, CYCLES);
+    } else {
+        assert!(accepted >= CYCLES - RESETS, "{accepted} of {CYCLES} accepted");
+    }
 }
 
 #[test]
