@@ -45,6 +45,7 @@ use std::sync::{mpsc as std_mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
+use async_nats::client::RequestErrorKind;
 use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, Subject, Subscriber};
 use bytes::Bytes;
@@ -195,9 +196,9 @@ impl fmt::Debug for NatsUplink {
 type Started = Result<(), StartError>;
 
 impl NatsUplink {
-    /// Connects to NATS, subscribes to the room and waits until the server has the subscription
-    /// (so whatever other nodes publish from now on reaches this one), then returns. `waker` is
-    /// the event loop's ([`server_core::Backend::waker`]).
+    /// Connects to NATS, subscribes to the room and waits (one request's round trip) until the
+    /// server has the subscription, so whatever other nodes publish from then on reaches this
+    /// one. `waker` is the event loop's ([`server_core::Backend::waker`]).
     ///
     /// With [`Options::optional`] it returns at once if NATS is unreachable; the bridge keeps
     /// trying in the background.
@@ -452,9 +453,15 @@ impl Bridge {
                 self.url
             );
         } else {
-            // The flush's PING/PONG returns once the server has processed our SUB.
-            match tokio::time::timeout(self.connect_timeout, client.flush()).await {
-                Ok(Ok(())) => {}
+            // The client's flush only empties its socket buffer. A request is a round trip: its
+            // answer ("no responders", as no one listens there) comes after the server has
+            // processed our SUB, so from now on every message of the room reaches this node.
+            let ready = Subject::from(format!("{SUBJECT_PREFIX}-ready.{}", self.node));
+            match tokio::time::timeout(self.connect_timeout, client.request(ready, Bytes::new()))
+                .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => {}
                 Ok(Err(e)) => return Err(failed(format!("cannot subscribe: {e}"))),
                 Err(_) => return Err(failed("the server did not confirm the subscription".into())),
             }
