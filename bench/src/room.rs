@@ -203,10 +203,11 @@ struct Reader {
     finished: bool,
 }
 
-/// Runs one room on the relay at `addr`. `meter` is the relay's process or thread (for its CPU
+/// Runs one room on the relay at `addrs` (several nodes of one room: client `i` joins node
+/// `i % addrs.len()`). `meter` is the relay's process or thread (for its CPU
 /// time); `progress` is called about ten times a second with the bytes received so far.
 pub(crate) fn run_room(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     spec: &RoomSpec,
     meter: Option<Meter>,
     progress: &dyn Fn(u64),
@@ -214,9 +215,12 @@ pub(crate) fn run_room(
     if let Err(e) = spec.check() {
         return RoomOutcome::failed(e);
     }
+    if addrs.is_empty() {
+        return RoomOutcome::failed("no relay address".into());
+    }
     let deadline = Instant::now() + spec.timeout;
     let began_connecting = Instant::now();
-    let mut clients = match connect_all(addr, spec.clients, spec.connect_threads, deadline) {
+    let mut clients = match connect_all(addrs, spec.clients, spec.connect_threads, deadline) {
         Ok(clients) => clients,
         Err(e) => return RoomOutcome::failed(format!("connecting: {e}")),
     };
@@ -684,7 +688,7 @@ fn drained_to_close(mut sock: TcpStream) -> bool {
 /// Connects `n` clients: all but the last in `threads` parallel batches, then the last alone, so
 /// it queues behind the others.
 pub(crate) fn connect_all(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     n: usize,
     threads: usize,
     deadline: Instant,
@@ -697,7 +701,7 @@ pub(crate) fn connect_all(
             .map(|from| {
                 s.spawn(move || {
                     (from..(from + per).min(first))
-                        .map(|i| connect_one(addr, i, deadline))
+                        .map(|i| connect_one(addrs[i % addrs.len()], i, deadline))
                         .collect::<io::Result<Vec<_>>>()
                 })
             })
@@ -712,7 +716,7 @@ pub(crate) fn connect_all(
         Ok::<_, io::Error>(clients)
     })?;
     if n > 0 {
-        clients.push(connect_one(addr, n - 1, deadline)?);
+        clients.push(connect_one(addrs[(n - 1) % addrs.len()], n - 1, deadline)?);
     }
     Ok(clients)
 }
@@ -877,7 +881,7 @@ pub(crate) fn run_scale(
         served: 0,
     };
     let began = Instant::now();
-    let mut clients = match connect_all(addr, n, connect_threads, deadline) {
+    let mut clients = match connect_all(&[addr], n, connect_threads, deadline) {
         Ok(c) => c,
         Err(e) => {
             outcome.status = Status::Failed(format!("connecting: {e}"));
@@ -1003,7 +1007,7 @@ mod tests {
 
     fn run_on(mangle: Mangle, spec: &RoomSpec) -> RoomOutcome {
         let relay = CeilingRelay::start(mangle).expect("start the ceiling relay");
-        run_room(relay.addr(), spec, relay.meter(), &|_| {})
+        run_room(&[relay.addr()], spec, relay.meter(), &|_| {})
     }
 
     #[test]
@@ -1070,7 +1074,7 @@ mod tests {
         let mut s = spec(3, 1, 64, 10);
         s.timeout = Duration::from_millis(600);
         let started = Instant::now();
-        let o = run_room(listener.local_addr().unwrap(), &s, None, &|_| {});
+        let o = run_room(&[listener.local_addr().unwrap()], &s, None, &|_| {});
         assert!(
             matches!(o.status, Status::Failed(ref e) if e.contains("sync")),
             "{:?}",
