@@ -14,9 +14,6 @@ pub(crate) struct ClusterArgs<'a> {
     pub(crate) optional: bool,
 }
 
-/// The room every node joins when `--room` is not given.
-pub(crate) const DEFAULT_ROOM: &str = "lobby";
-
 impl ClusterArgs<'_> {
     /// Options that only make sense with `--cluster`, named for an error message.
     pub(crate) fn stray_option(&self) -> Option<&'static str> {
@@ -39,7 +36,8 @@ pub(crate) fn uplink(
     let Some(url) = args.url else {
         return Ok(None);
     };
-    let mut options = cluster_nats::Options::new(url, args.room.unwrap_or(DEFAULT_ROOM));
+    // The room every node joins when `--room` is not given.
+    let mut options = cluster_nats::Options::new(url, args.room.unwrap_or("lobby"));
     options.optional = args.optional;
     let uplink = cluster_nats::NatsUplink::start(options, waker).map_err(|e| e.to_string())?;
     Ok(Some(Box::new(uplink)))
