@@ -1,5 +1,6 @@
 //! The NATS uplink against a real `nats-server` (skipped, with a message, when none can be
-//! started; CI sets `RELAY_REQUIRE_NATS=1` so that it fails instead). Each test drives the uplinks
+//! started; CI sets `RELAY_REQUIRE_NATS=1` so that it fails instead; ignored on Windows, where
+//! the Wine run cannot start Linux's nats-server). Each test drives the uplinks
 //! the way the event loop does: `receive` until `None`, then wait for the waker.
 
 use std::io;
@@ -157,6 +158,10 @@ fn a_message_too_large_for_the_buffer_is_dropped_and_counted() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
 fn nodes_exchange_messages_complete_in_order_and_without_echo() {
     let Some(nats) = nats_server_or_skip("nodes_exchange_messages") else {
         return;
@@ -191,6 +196,10 @@ fn nodes_exchange_messages_complete_in_order_and_without_echo() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
 fn an_optional_node_starts_without_nats_and_joins_when_it_appears() {
     let Some(mut nats) = nats_server_or_skip("an_optional_node_joins") else {
         return;
@@ -211,6 +220,10 @@ fn an_optional_node_starts_without_nats_and_joins_when_it_appears() {
 }
 
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
 fn nats_killed_and_restarted_loses_only_the_outage_and_resumes() {
     let Some(mut nats) = nats_server_or_skip("nats_killed_and_restarted") else {
         return;
