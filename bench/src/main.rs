@@ -11,6 +11,7 @@
 //! ./target/release/chat-bench --quick        # a smoke run, seconds
 //! ./target/release/chat-bench fanout latency --only server/polling,ncat
 //! ./target/release/chat-bench fanout --tls --only server/polling,server/polling+tls
+//! ./target/release/chat-bench cluster        # 1, 2 and 3 nodes through nats-server
 //! ```
 
 mod ceiling;
@@ -48,8 +49,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 #[derive(Debug, Parser)]
 #[command(name = "chat-bench", version)]
 struct Cli {
-    /// Scenarios to run: all (the standard set), fanout, latency, scale, slow-reader, or ceiling
-    /// (the fan-out runs on the in-tool relay only).
+    /// Scenarios to run: all (the standard set), fanout, latency, scale, slow-reader, ceiling
+    /// (the fan-out runs on the in-tool relay only), or cluster (fan-outs and latency on one
+    /// node alone and on --nodes nodes sharing the room through nats-server; not in `all`).
     #[arg(value_enum, default_value = "all")]
     scenarios: Vec<Which>,
     /// A fast smoke version of every scenario (seconds, not minutes).
@@ -123,6 +125,14 @@ struct Cli {
     /// can be 30 % off [default: 3, quick 1].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=15))]
     repeat: Option<u32>,
+    /// Cluster scenario: the node counts to compare with one node alone (1 is one node that
+    /// still publishes everything to NATS).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3", value_parser = clap::value_parser!(u16).range(1..=7))]
+    nodes: Vec<u16>,
+    /// The nats-server binary for the cluster scenario [default: `nats-server` on the PATH, or
+    /// /usr/sbin/nats-server].
+    #[arg(long, value_name = "PATH")]
+    nats: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,6 +143,7 @@ enum Which {
     Scale,
     SlowReader,
     Ceiling,
+    Cluster,
 }
 
 /// One scenario, fully sized.
@@ -144,6 +155,8 @@ enum Scenario {
         spec: RoomSpec,
         /// Whether the ceiling relay runs it too.
         ceiling: bool,
+        /// A cluster scenario: it runs on the cluster targets and one node alone, and only there.
+        cluster: bool,
     },
     /// Idle clients measured by [`room::run_scale`].
     Scale { clients: usize, idle: Duration },
@@ -194,6 +207,10 @@ fn run(cli: &Cli) -> Result<bool, String> {
             "{e}\n  (build it with `cargo build --release --workspace --bins`, or pass --server PATH)"
         )
     })?;
+    let cluster_wanted = cli.scenarios.contains(&Which::Cluster);
+    if cluster_wanted {
+        relays.extend(cluster_targets(cli, &server, &ours)?);
+    }
     // With --tls: a CA and server certificate for this run only, in a directory removed at the
     // end, and the client configuration that trusts it.
     let tls = if cli.tls {
@@ -255,12 +272,25 @@ fn run(cli: &Cli) -> Result<bool, String> {
     // `ceiling` alone runs the fan-outs on the in-tool relay only.
     let ceiling_only = wants(Which::Ceiling) && !wants(Which::Fanout);
     let repeat = cli.repeat.unwrap_or(if cli.quick { 1 } else { 3 });
+    // The single node the cluster scenario compares with: our first target's backend.
+    let alone = relays
+        .iter()
+        .find(|t| matches!(t.kind, Kind::Ours { .. }))
+        .and_then(|t| t.backend.clone())
+        .unwrap_or_default();
     let plan: Vec<(Scenario, Target)> = scenarios
         .iter()
         .flat_map(|s| {
             let targets: Vec<&Target> = relays
                 .iter()
                 .filter(|t| match s {
+                    // One node alone (the default backend) against the clusters.
+                    Scenario::Room { cluster: true, .. } => match &t.kind {
+                        Kind::Cluster { .. } => true,
+                        Kind::Ours { .. } => t.backend.as_deref() == Some(alone.as_str()),
+                        _ => false,
+                    },
+                    _ if matches!(t.kind, Kind::Cluster { .. }) => false,
                     Scenario::Room { id, ceiling, .. } => match t.kind {
                         Kind::Ceiling => *ceiling,
                         _ => !(ceiling_only && id.starts_with("fanout")),
@@ -328,6 +358,41 @@ fn run(cli: &Cli) -> Result<bool, String> {
     write_outputs(&cli.out, &all_runs, &records, &header, &checks)?;
     println!("\nresults in {}", cli.out.display());
     Ok(!all_runs.iter().any(|r| r.status == "FAILED"))
+}
+
+/// The cluster scenario's targets, one per `--nodes` count.
+fn cluster_targets(cli: &Cli, server: &Path, ours: &[Target]) -> Result<Vec<Target>, String> {
+    let help = std::process::Command::new(server)
+        .arg("--help")
+        .output()
+        .map_err(|e| format!("{}: {e}", server.display()))?;
+    if !String::from_utf8_lossy(&help.stdout).contains("--cluster") {
+        return Err(format!(
+            "{} has no --cluster option (build it with the `cluster` feature)",
+            server.display()
+        ));
+    }
+    let nats = cli
+        .nats
+        .clone()
+        .or_else(relay_tests::nats_server_binary)
+        .ok_or(
+            "the cluster scenario needs nats-server (apt-get install nats-server, or --nats PATH)",
+        )?;
+    let backend = ours.first().and_then(|t| t.backend.clone());
+    Ok(cli
+        .nodes
+        .iter()
+        .map(|&n| Target {
+            name: format!("cluster/{n}"),
+            backend: backend.clone(),
+            kind: Kind::Cluster {
+                path: server.to_path_buf(),
+                nats: nats.clone(),
+                nodes: usize::from(n),
+            },
+        })
+        .collect())
 }
 
 fn unix_time_note() -> String {
@@ -402,6 +467,7 @@ fn scenarios(cli: &Cli, timeout: Duration, stall: Duration) -> Result<Vec<Scenar
                     ..base.clone()
                 },
                 ceiling: true,
+                cluster: false,
             });
         }
     }
@@ -418,6 +484,7 @@ fn scenarios(cli: &Cli, timeout: Duration, stall: Duration) -> Result<Vec<Scenar
                 ..base.clone()
             },
             ceiling: true,
+            cluster: false,
         });
         out.push(Scenario::Room {
             id: "latency-loaded".into(),
@@ -436,6 +503,7 @@ fn scenarios(cli: &Cli, timeout: Duration, stall: Duration) -> Result<Vec<Scenar
                 ..base.clone()
             },
             ceiling: true,
+            cluster: false,
         });
     }
     if wants(Which::Scale) {
@@ -467,7 +535,11 @@ fn scenarios(cli: &Cli, timeout: Duration, stall: Duration) -> Result<Vec<Scenar
                 ..base.clone()
             },
             ceiling: false,
+            cluster: false,
         });
+    }
+    if cli.scenarios.contains(&Which::Cluster) {
+        out.extend(cluster_scenarios(cli, &base));
     }
     for s in &out {
         if let Scenario::Room { id, spec, .. } = s {
@@ -475,6 +547,71 @@ fn scenarios(cli: &Cli, timeout: Duration, stall: Duration) -> Result<Vec<Scenar
         }
     }
     Ok(out)
+}
+
+/// The cluster scenario: the 64 B and 8 KiB fan-outs and both latency runs. NATS core has no
+/// flow control, so a node cannot slow down senders on other nodes the way one relay slows its
+/// own (by reading no faster than it writes): under a saturating load a node's readers fall
+/// behind and are cut as slow consumers once 16 MiB waits for them. These runs are therefore
+/// sized to send each reader less than that (bursts, not a sustained saturation).
+fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
+    let q = cli.quick;
+    let interval = Duration::from_micros(cli.probe_interval_us.max(1));
+    let room = |id: &str, spec: RoomSpec| Scenario::Room {
+        id: id.into(),
+        spec,
+        ceiling: false,
+        cluster: true,
+    };
+    vec![
+        room(
+            "fanout-64-cluster",
+            RoomSpec {
+                size: 64,
+                // 10 senders x 20,000 x 64 B: 12.2 MiB for each reader.
+                messages: cli.messages.unwrap_or(if q { 5_000 } else { 20_000 }),
+                ..base.clone()
+            },
+        ),
+        room(
+            "fanout-8k-cluster",
+            RoomSpec {
+                size: 8192,
+                // 10 senders x 180 x 8 KiB: 14.1 MiB for each reader.
+                messages: cli.messages_8k.unwrap_or(if q { 50 } else { 180 }),
+                ..base.clone()
+            },
+        ),
+        room(
+            "latency-light-cluster",
+            RoomSpec {
+                senders: 0,
+                probe: Some(Probe {
+                    interval,
+                    count: Some(cli.probes.unwrap_or(if q { 300 } else { 3_000 })),
+                }),
+                ..base.clone()
+            },
+        ),
+        room(
+            "latency-loaded-cluster",
+            RoomSpec {
+                senders: cli
+                    .senders
+                    .min(check::MAX_PATTERN_SENDERS_WITH_PROBE)
+                    .saturating_sub(1)
+                    .max(1),
+                size: 64,
+                // 9 senders x 25,000 x 64 B: 13.7 MiB for each reader.
+                messages: if q { 5_000 } else { 25_000 },
+                probe: Some(Probe {
+                    interval,
+                    count: None,
+                }),
+                ..base.clone()
+            },
+        ),
+    ]
 }
 
 /// Runs one scenario on one relay, start to stop, and records it.
@@ -532,7 +669,7 @@ fn run_one(
             return record;
         }
     };
-    let addr = running.addr();
+    let addrs = running.addrs();
     let meter = running.meter();
     match scenario {
         Scenario::Room { spec, .. } => {
@@ -546,7 +683,7 @@ fn run_one(
             record.messages = spec.messages;
             let expected = spec.expected_bytes();
             progress.start_run(&format!("{id} on {}", target.name), Some(expected));
-            let outcome = room::run_room(addr, spec, meter, &|bytes| progress.update(bytes));
+            let outcome = room::run_room(&addrs, spec, meter, &|bytes| progress.update(bytes));
             fill_room(&mut record, spec, &outcome);
             if let Some((_, hwm)) = meter.and_then(procstat::Meter::memory_kib) {
                 record.peak_rss_mib = Some(hwm as f64 / 1024.0);
@@ -554,7 +691,14 @@ fn run_one(
         }
         Scenario::Scale { clients, idle } => {
             progress.start_run(&format!("{id} on {}", target.name), None);
-            let o = room::run_scale(addr, *clients, cli.connect_threads, *idle, timeout, meter);
+            let o = room::run_scale(
+                addrs[0],
+                *clients,
+                cli.connect_threads,
+                *idle,
+                timeout,
+                meter,
+            );
             record.connect_secs = Some(o.connect_secs);
             record.connects_per_sec =
                 (o.connect_secs > 0.0).then(|| *clients as f64 / o.connect_secs);

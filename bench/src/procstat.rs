@@ -11,27 +11,69 @@ pub(crate) enum Meter {
     Process(u32),
     /// One thread of this process (its task id).
     Thread(u32),
+    /// Several processes measured together (a cluster's nodes and its NATS server): the first
+    /// `len` of `pids`. CPU times and memory are summed.
+    Group {
+        /// Process ids.
+        pids: [u32; MAX_GROUP],
+        /// How many of them are used.
+        len: usize,
+    },
 }
 
+/// Most processes in a [`Meter::Group`].
+pub(crate) const MAX_GROUP: usize = 8;
+
 impl Meter {
+    /// A group of up to [`MAX_GROUP`] processes; `None` for more.
+    pub(crate) fn group(list: &[u32]) -> Option<Meter> {
+        let mut pids = [0; MAX_GROUP];
+        pids.get_mut(..list.len())?.copy_from_slice(list);
+        Some(Meter::Group {
+            pids,
+            len: list.len(),
+        })
+    }
+
+    /// The members of a group, or the one process or thread.
+    fn parts(self) -> Vec<Meter> {
+        match self {
+            Meter::Group { pids, len } => pids[..len].iter().map(|&p| Meter::Process(p)).collect(),
+            one => vec![one],
+        }
+    }
+
     fn dir(self) -> PathBuf {
         match self {
             Meter::Process(pid) => PathBuf::from(format!("/proc/{pid}")),
             Meter::Thread(tid) => PathBuf::from(format!("/proc/self/task/{tid}")),
+            Meter::Group { .. } => unreachable!("a group has no /proc directory of its own"),
         }
     }
 
     /// User plus system CPU time so far, in seconds.
     pub(crate) fn cpu_secs(self) -> Option<f64> {
+        if let Meter::Group { .. } = self {
+            return self.parts().into_iter().map(Meter::cpu_secs).sum();
+        }
         let text = std::fs::read_to_string(self.dir().join("stat")).ok()?;
         Some(parse_stat_ticks(&text)? as f64 / clock_ticks() as f64)
     }
 
     /// Resident memory now (`VmRSS`) and at its peak (`VmHWM`), in KiB. `None` for a thread,
-    /// which shares the tool's memory.
+    /// which shares the tool's memory. A group sums its members' (peaks need not coincide, so
+    /// its peak is an upper bound).
     pub(crate) fn memory_kib(self) -> Option<(u64, u64)> {
-        if let Meter::Thread(_) = self {
-            return None;
+        match self {
+            Meter::Thread(_) => return None,
+            Meter::Group { .. } => {
+                return self
+                    .parts()
+                    .into_iter()
+                    .map(Meter::memory_kib)
+                    .try_fold((0, 0), |(r, h), m| m.map(|(rss, hwm)| (r + rss, h + hwm)))
+            }
+            Meter::Process(_) => {}
         }
         let text = std::fs::read_to_string(self.dir().join("status")).ok()?;
         Some((
@@ -97,6 +139,19 @@ mod tests {
                     123 4321 56 18446744073709551615";
         assert_eq!(parse_stat_ticks(stat), Some(21));
         assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn a_group_sums_its_members() {
+        let me = std::process::id();
+        let one = Meter::Process(me);
+        let two = Meter::group(&[me, me]).expect("two fit");
+        let (rss1, _) = one.memory_kib().unwrap();
+        let (rss2, _) = two.memory_kib().unwrap();
+        // The same process twice, read twice: about double (it may grow in between).
+        assert!(rss2 >= 2 * rss1 - rss1 / 4, "{rss1} {rss2}");
+        assert!(two.cpu_secs().unwrap() >= one.cpu_secs().unwrap());
+        assert!(Meter::group(&[me; MAX_GROUP + 1]).is_none());
     }
 
     #[test]

@@ -458,13 +458,20 @@ pub(crate) fn svg_chart(records: &[Record], path: &Path, title: &str) -> Result<
     for ((scenario, caption, value), area) in panels.iter().zip(areas.iter()) {
         let bars: Vec<(String, f64)> = records
             .iter()
-            .filter(|r| r.scenario == *scenario && r.status == "ok")
-            // "server/polling" is "polling" under the bar: the labels must not run together.
+            // The cluster scenario's runs chart like the standard ones, beside them.
+            .filter(|r| {
+                r.scenario.strip_suffix("-cluster").unwrap_or(&r.scenario) == *scenario
+                    && r.status == "ok"
+            })
+            // "server/polling" is "polling" under the bar: the labels must not run together. In
+            // the cluster scenario it is the single node the clusters are compared with.
             .filter_map(|r| {
-                Some((
-                    r.target.trim_start_matches("server/").to_string(),
-                    value(r)?,
-                ))
+                let label = match r.target.strip_prefix("server/") {
+                    Some(_) if r.scenario.ends_with("-cluster") => "1 node alone".to_string(),
+                    Some(backend) => backend.to_string(),
+                    None => r.target.clone(),
+                };
+                Some((label, value(r)?))
             })
             .collect();
         let top = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max).max(1e-9) * 1.15;

@@ -210,10 +210,11 @@ struct Reader {
     finished: bool,
 }
 
-/// Runs one room on the relay at `addr`. `meter` is the relay's process or thread (for its CPU
+/// Runs one room on the relay at `addrs` (several nodes of one room: client `i` joins node
+/// `i % addrs.len()`). `meter` is the relay's process or thread (for its CPU
 /// time); `progress` is called about ten times a second with the bytes received so far.
 pub(crate) fn run_room(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     spec: &RoomSpec,
     meter: Option<Meter>,
     progress: &dyn Fn(u64),
@@ -221,10 +222,13 @@ pub(crate) fn run_room(
     if let Err(e) = spec.check() {
         return RoomOutcome::failed(e);
     }
+    if addrs.is_empty() {
+        return RoomOutcome::failed("no relay address".into());
+    }
     let deadline = Instant::now() + spec.timeout;
     let began_connecting = Instant::now();
     let connected = connect_all(
-        addr,
+        addrs,
         spec.clients,
         spec.connect_threads,
         deadline,
@@ -704,7 +708,7 @@ fn drained_to_close(mut sock: TcpStream) -> bool {
 /// Connects `n` clients: all but the last in `threads` parallel batches, then the last alone, so
 /// it queues behind the others.
 pub(crate) fn connect_all(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     n: usize,
     threads: usize,
     deadline: Instant,
@@ -718,7 +722,7 @@ pub(crate) fn connect_all(
             .map(|from| {
                 s.spawn(move || {
                     (from..(from + per).min(first))
-                        .map(|i| connect_one(addr, i, deadline, tls))
+                        .map(|i| connect_one(addrs[i % addrs.len()], i, deadline, tls))
                         .collect::<io::Result<Vec<_>>>()
                 })
             })
@@ -733,7 +737,12 @@ pub(crate) fn connect_all(
         Ok::<_, io::Error>(clients)
     })?;
     if n > 0 {
-        clients.push(connect_one(addr, n - 1, deadline, tls)?);
+        clients.push(connect_one(
+            addrs[(n - 1) % addrs.len()],
+            n - 1,
+            deadline,
+            tls,
+        )?);
     }
     Ok(clients)
 }
@@ -907,7 +916,7 @@ pub(crate) fn run_scale(
         served: 0,
     };
     let began = Instant::now();
-    let mut clients = match connect_all(addr, n, connect_threads, deadline, None) {
+    let mut clients = match connect_all(&[addr], n, connect_threads, deadline, None) {
         Ok(c) => c,
         Err(e) => {
             outcome.status = Status::Failed(format!("connecting: {e}"));
@@ -1047,7 +1056,7 @@ mod tests {
 
     fn run_on(mangle: Mangle, spec: &RoomSpec) -> RoomOutcome {
         let relay = CeilingRelay::start(mangle).expect("start the ceiling relay");
-        run_room(relay.addr(), spec, relay.meter(), &|_| {})
+        run_room(&[relay.addr()], spec, relay.meter(), &|_| {})
     }
 
     #[test]
@@ -1091,7 +1100,7 @@ mod tests {
             tls: Some(pki.client_config(None)),
             ..spec(6, 3, 5000, 40)
         };
-        let o = run_room(server.addr, &s, None, &|_| {});
+        let o = run_room(&[server.addr], &s, None, &|_| {});
         assert_eq!(o.status, Status::Ok, "{o:?}");
         assert_eq!(o.pattern_bytes, s.expected_bytes());
         assert!(o.probes_sent > 0 && !o.latencies_ns.is_empty());
@@ -1153,7 +1162,7 @@ mod tests {
         let mut s = spec(3, 1, 64, 10);
         s.timeout = Duration::from_millis(600);
         let started = Instant::now();
-        let o = run_room(listener.local_addr().unwrap(), &s, None, &|_| {});
+        let o = run_room(&[listener.local_addr().unwrap()], &s, None, &|_| {});
         assert!(
             matches!(o.status, Status::Failed(ref e) if e.contains("sync")),
             "{:?}",

@@ -34,6 +34,16 @@ pub(crate) enum Kind {
     Ncat(PathBuf),
     /// The in-tool one-thread relay.
     Ceiling,
+    /// `nodes` processes of our binary sharing one room through a `nats-server` of their own
+    /// (`--cluster`); clients are spread over the nodes.
+    Cluster {
+        /// Our binary.
+        path: PathBuf,
+        /// The nats-server binary.
+        nats: PathBuf,
+        /// How many relay processes.
+        nodes: usize,
+    },
 }
 
 /// One relay to measure.
@@ -95,6 +105,7 @@ impl Target {
                 cmd.arg(port.to_string());
                 ServerGuard::spawn(&self.name, cmd, port, log).map(Running::Process)
             }
+            Kind::Cluster { path, nats, nodes } => start_cluster(path, nats, *nodes, log),
             Kind::Ncat(path) => {
                 let port = free_port()?;
                 let mut cmd = Command::new(path);
@@ -115,6 +126,44 @@ impl Target {
     }
 }
 
+/// Starts a `nats-server` on a free loopback port, then `nodes` relays joined to it, each
+/// waited for until it accepts. `log` gets one file per process beside it.
+fn start_cluster(
+    path: &Path,
+    nats: &Path,
+    nodes: usize,
+    log: Option<&Path>,
+) -> io::Result<Running> {
+    let log_of = |what: &str| log.map(|l| l.with_extension(format!("{what}.log")));
+    let nats_port = free_port()?;
+    let mut cmd = Command::new(nats);
+    cmd.args(["-a", "127.0.0.1", "-p", &nats_port.to_string()]);
+    let nats = ServerGuard::spawn("nats-server", cmd, nats_port, log_of("nats").as_deref())?;
+    let url = format!("nats://127.0.0.1:{nats_port}");
+    let mut started = Vec::with_capacity(nodes);
+    for k in 0..nodes {
+        let port = free_port()?;
+        let mut cmd = Command::new(path);
+        cmd.args([
+            "-q",
+            "--bind",
+            "127.0.0.1",
+            "--cluster",
+            &url,
+            "--room",
+            "bench",
+        ]);
+        cmd.arg(port.to_string());
+        let name = format!("node {k}");
+        let log = log_of(&format!("node{k}"));
+        started.push(ServerGuard::spawn(&name, cmd, port, log.as_deref())?);
+    }
+    Ok(Running::Cluster {
+        nodes: started,
+        nats,
+    })
+}
+
 /// A started relay.
 #[derive(Debug)]
 pub(crate) enum Running {
@@ -122,30 +171,47 @@ pub(crate) enum Running {
     Process(ServerGuard),
     /// The in-tool relay.
     Relay(CeilingRelay),
+    /// Relay processes and their NATS server (dropped in this order: nodes first).
+    Cluster {
+        /// The relays.
+        nodes: Vec<ServerGuard>,
+        /// Their NATS server.
+        nats: ServerGuard,
+    },
 }
 
 impl Running {
-    /// Where clients connect.
-    pub(crate) fn addr(&self) -> SocketAddr {
+    /// Where clients connect: one address per node.
+    pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         match self {
-            Running::Process(p) => p.addr,
-            Running::Relay(r) => r.addr(),
+            Running::Process(p) => vec![p.addr],
+            Running::Relay(r) => vec![r.addr()],
+            Running::Cluster { nodes, .. } => nodes.iter().map(|n| n.addr).collect(),
         }
     }
 
-    /// Its process or thread, for CPU and memory.
+    /// Its process or thread (a cluster: every node and the NATS server), for CPU and memory.
     pub(crate) fn meter(&self) -> Option<Meter> {
         match self {
             Running::Process(p) => Some(Meter::Process(p.child.id())),
             Running::Relay(r) => r.meter(),
+            Running::Cluster { nodes, nats } => {
+                let pids: Vec<u32> = nodes.iter().chain([nats]).map(|g| g.child.id()).collect();
+                Meter::group(&pids)
+            }
         }
     }
 
-    /// Whether the relay is still running (a process that exited is not).
+    /// Whether the relay is still running (a process that exited is not; a cluster whose nodes
+    /// or NATS server exited is not).
     pub(crate) fn alive(&mut self) -> bool {
         match self {
             Running::Process(p) => matches!(p.child.try_wait(), Ok(None)),
             Running::Relay(_) => true,
+            Running::Cluster { nodes, nats } => nodes
+                .iter_mut()
+                .chain([nats])
+                .all(|g| matches!(g.child.try_wait(), Ok(None))),
         }
     }
 }

@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
+mod cluster;
 #[cfg(windows)]
 mod console;
 mod security;
@@ -59,6 +60,8 @@ Examples:
   server --tls-cert cert.pem --tls-key key.pem --allow 10.0.0.0/8 --deny 10.9.0.0/16 9000
       TLS only, and only peers in 10.0.0.0/8 outside 10.9.0.0/16
       (connect with `openssl s_client -connect HOST:9000` or `ncat --ssl HOST 9000`)
+  server --cluster nats://127.0.0.1:4222 --room lobby 9000
+      one of several relays sharing room \"lobby\" through a NATS server
 
 Try it: run `nc 127.0.0.1 9000` in two terminals and type.
 Stop with Ctrl-C (or SIGTERM): pending output gets --drain-timeout to drain, then the server
@@ -149,6 +152,31 @@ struct Args {
 
     #[command(flatten)]
     security: security::Security,
+
+    /// Share the room with every relay connected to the NATS server at URL with the same --room
+    /// (e.g. nats://127.0.0.1:4222; several URLs separated by commas). Exits 1 if NATS is
+    /// unreachable at start.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+
+    /// With --cluster: the room's name, letters, digits, '-' and '_' [default: lobby].
+    #[arg(long, value_name = "NAME")]
+    room: Option<String>,
+
+    /// With --cluster: start even if NATS is unreachable, relay locally meanwhile and keep
+    /// trying in the background.
+    #[arg(long)]
+    cluster_optional: bool,
+}
+
+impl Args {
+    fn cluster(&self) -> cluster::ClusterArgs<'_> {
+        cluster::ClusterArgs {
+            url: self.cluster.as_deref(),
+            room: self.room.as_deref(),
+            optional: self.cluster_optional,
+        }
+    }
 }
 
 /// Descriptors kept back from `--max-clients`' default: stdio, the listener and its spare, the
@@ -275,6 +303,11 @@ fn main() -> ExitCode {
         eprintln!("{USAGE} [OPTIONS]");
         return ExitCode::FAILURE;
     }
+    if let Some(option) = args.cluster().stray_option() {
+        eprintln!("server: {option} needs --cluster URL");
+        eprintln!("{USAGE} [OPTIONS]");
+        return ExitCode::FAILURE;
+    }
     init_logging(&args);
     match serve(&args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -349,6 +382,7 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
             describe(&e)
         )
     })?;
+    let uplink = cluster::uplink(args.cluster(), backend.waker())?;
     let shutdown = Shutdown::new(backend.waker());
     install_signal_handler(shutdown.clone())
         .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
@@ -384,7 +418,7 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
         config.drain_timeout.as_secs_f64()
     );
     args.security.log_startup();
-    let outcome = match server_core::run_with(listener, backend, door, None, &config, &shutdown) {
+    let outcome = match server_core::run_with(listener, backend, door, uplink, &config, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())
@@ -549,7 +583,9 @@ fn init_logging(args: &Args) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // The NATS client's own info lines repeat ours; its warnings and errors stay.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},async_nats=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)

@@ -106,6 +106,19 @@ fn bad_option_values_name_the_option_and_exit_1() {
     assert_eq!(lines[1], "Usage: server <port> [OPTIONS]");
 }
 
+#[cfg(not(feature = "cluster"))]
+#[test]
+fn cluster_in_a_build_without_it_is_a_clear_error() {
+    let args = ["--cluster", "nats://127.0.0.1:4222", "9000"];
+    let mut server = ServerProcess::spawn(bin(), &args, &[]);
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(
+        output.contains("this build has no cluster support"),
+        "{output}"
+    );
+}
+
 #[cfg(not(all(feature = "polling", feature = "select")))]
 #[test]
 fn a_backend_missing_from_this_build_is_a_clear_error() {

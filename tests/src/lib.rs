@@ -7,7 +7,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -667,10 +667,11 @@ impl ServerProcess {
         (status, self.seen.join("\n"))
     }
 
-    /// Ends the process at once (SIGKILL, TerminateProcess): no graceful stop. Its output is
-    /// still collected by [`ServerProcess::wait_exit`].
+    /// Ends the process at once (SIGKILL on Unix, `TerminateProcess` on Windows) and reaps it:
+    /// no graceful stop. Its output is still collected by [`ServerProcess::wait_exit`].
     pub fn kill(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends a POSIX signal by name (`TERM`, `INT`) with the system's `kill` command.
@@ -691,6 +692,117 @@ impl Drop for ServerProcess {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+    }
+}
+
+/// Set to `1` (CI does) to make a test that needs `nats-server` fail, not skip, when it cannot
+/// start one.
+pub const REQUIRE_NATS: &str = "RELAY_REQUIRE_NATS";
+
+/// The `nats-server` binary: `$NATS_SERVER`, else the first on the `PATH`, else Debian's
+/// `/usr/sbin/nats-server` (`/usr/sbin` is not on every user's `PATH`).
+pub fn nats_server_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return Some(PathBuf::from(path));
+    }
+    let name = format!("nats-server{}", std::env::consts::EXE_SUFFIX);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(&name))
+        .find(|p| p.is_file())
+}
+
+/// A `nats-server` child process on 127.0.0.1 and a port picked at run time, killed when
+/// dropped (so a failing test leaves none behind). [`NatsServer::kill`] and
+/// [`NatsServer::restart`] take it down and bring it back on the same port.
+#[derive(Debug)]
+pub struct NatsServer {
+    process: Option<ServerProcess>,
+    binary: PathBuf,
+    port: u16,
+}
+
+impl NatsServer {
+    /// Starts one and waits (bounded) until it says it is ready. `Err` says why it could not.
+    pub fn start() -> Result<NatsServer, String> {
+        let binary = nats_server_binary()
+            .ok_or("nats-server not found (install Debian's nats-server, or set NATS_SERVER)")?;
+        let mut last = String::new();
+        // Another process may take the free port before nats-server binds it: try another.
+        for _ in 0..5 {
+            let port = free_port();
+            match Self::launch(&binary, port) {
+                Ok(process) => {
+                    return Ok(NatsServer {
+                        process: Some(process),
+                        binary,
+                        port,
+                    })
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    fn launch(binary: &Path, port: u16) -> Result<ServerProcess, String> {
+        let port_arg = port.to_string();
+        let args = ["-a", "127.0.0.1", "-p", &port_arg];
+        let mut process = ServerProcess::spawn(binary, &args, &[]);
+        if process.wait_for_line("Server is ready").is_some() {
+            return Ok(process);
+        }
+        process.kill();
+        let (_, output) = process.wait_exit();
+        Err(format!(
+            "{} {} did not become ready:\n{output}",
+            binary.display(),
+            args.join(" ")
+        ))
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL nodes connect to.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it at once (SIGKILL): whatever it holds is lost, its clients see the connection drop.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill();
+        }
+    }
+
+    /// Starts it again on the same port, waiting until it is ready.
+    #[track_caller]
+    pub fn restart(&mut self) {
+        self.kill();
+        match Self::launch(&self.binary, self.port) {
+            Ok(process) => self.process = Some(process),
+            Err(e) => panic!("cannot restart nats-server on port {}: {e}", self.port),
+        }
+    }
+}
+
+/// A started [`NatsServer`], or `None` after printing why the calling test is skipped. With
+/// [`REQUIRE_NATS`] set, a server that cannot start fails the test instead.
+#[track_caller]
+pub fn nats_server_or_skip(test: &str) -> Option<NatsServer> {
+    match NatsServer::start() {
+        Ok(server) => Some(server),
+        Err(e) if std::env::var_os(REQUIRE_NATS).is_some_and(|v| v == "1") => {
+            panic!("{test}: {REQUIRE_NATS}=1 but nats-server cannot be started: {e}")
+        }
+        Err(e) => {
+            eprintln!("SKIPPED {test}: nats-server cannot be started: {e}");
+            None
         }
     }
 }

@@ -1,0 +1,452 @@
+//! `--cluster`: several `server` processes sharing one room through a real `nats-server` on a
+//! port picked at run time. Tests that need nats-server skip with a message when it cannot be
+//! started (CI sets `RELAY_REQUIRE_NATS=1`, which makes them fail instead), and are ignored on
+//! Windows, where the Wine run cannot start Linux's nats-server.
+#![cfg(feature = "cluster")]
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use relay_tests::{
+    connect, expect_bytes, expect_closed, free_port, nats_server_or_skip, sync_room, Demux,
+    Pattern, ServerProcess, TIMEOUT,
+};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_server"))
+}
+
+/// A relay node: the process and where its clients connect.
+struct Node {
+    process: ServerProcess,
+    addr: SocketAddr,
+    /// Clients it has logged as accepted.
+    accepted: usize,
+}
+
+impl Node {
+    /// Starts `server --cluster URL extra... PORT` on a free port and waits for its startup line,
+    /// which it prints only once its subscription is live on the NATS server.
+    #[track_caller]
+    fn start(url: &str, extra: &[&str]) -> Node {
+        for _ in 0..5 {
+            let port = free_port();
+            let port_arg = port.to_string();
+            let mut args = vec!["--cluster", url, "--bind", "127.0.0.1"];
+            args.extend_from_slice(extra);
+            args.push(&port_arg);
+            let mut process = ServerProcess::spawn(bin(), &args, &[]);
+            if process.wait_for_line("listening on").is_some() {
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                return Node {
+                    process,
+                    addr,
+                    accepted: 0,
+                };
+            }
+            let (_, output) = process.wait_exit();
+            assert!(
+                output.contains("cannot listen"),
+                "node failed to start:\n{output}"
+            );
+        }
+        panic!("no free port after 5 tries");
+    }
+
+    /// `n` new clients of this node, returned once it has logged accepting each, so they are in
+    /// its room.
+    #[track_caller]
+    fn clients(&mut self, n: usize) -> Vec<TcpStream> {
+        let clients: Vec<TcpStream> = (0..n).map(|_| connect(self.addr)).collect();
+        self.accepted += n;
+        let logged = self
+            .process
+            .wait_for_count("New incoming connection", self.accepted);
+        assert_eq!(logged, self.accepted, "not every client was accepted");
+        clients
+    }
+
+    /// Stops it with SIGTERM and returns its final summary line.
+    #[track_caller]
+    fn stop(mut self) -> String {
+        self.process.signal("TERM");
+        let (status, output) = self.process.wait_exit();
+        assert!(status.success(), "{status}\n{output}");
+        output
+            .lines()
+            .find(|l| l.contains("stopped: "))
+            .unwrap_or_else(|| panic!("no summary:\n{output}"))
+            .to_string()
+    }
+}
+
+/// The number before `what` in a summary line: `count(line, "published")`.
+fn count(summary: &str, what: &str) -> u64 {
+    let at = summary
+        .find(&format!(" {what}"))
+        .unwrap_or_else(|| panic!("{what:?} not in {summary}"));
+    let digits: String = summary[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.chars().rev().collect::<String>().parse().unwrap()
+}
+
+/// Sender `s` writes `total` bytes of its pattern in writes of 1 to 3,000 bytes.
+fn send_pattern(mut stream: TcpStream, s: usize, total: usize) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let bytes = Pattern::bytes(s, 0, total);
+        let mut at = 0;
+        let mut step = 1 + s * 397;
+        while at < total {
+            step = (step * 7919 + 13) % 3000 + 1;
+            let end = (at + step).min(total);
+            stream.write_all(&bytes[at..end]).expect("send pattern");
+            at = end;
+        }
+    })
+}
+
+/// Reads until every one of `senders` senders' `per_sender` bytes arrived, complete, in order,
+/// once, and never `me`'s own.
+#[track_caller]
+fn receive_all(stream: &mut TcpStream, senders: usize, me: Option<usize>, per_sender: usize) {
+    let mut demux = Demux::expecting(senders, me, per_sender);
+    let expected = per_sender * (senders - usize::from(me.is_some()));
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = vec![0; 64 * 1024];
+    while demux.total() < expected {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "only {:?} arrived", demux.seen);
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("closed after {:?}", demux.seen),
+            Ok(n) => demux.feed(&buf[..n]).unwrap_or_else(|e| panic!("{e}")),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => panic!("read after {:?}: {e}", demux.seen),
+        }
+    }
+}
+
+/// Whatever arrives within `wait` (possibly nothing).
+fn read_for(stream: &mut TcpStream, wait: Duration) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    stream.set_read_timeout(Some(wait)).unwrap();
+    match stream.read(&mut buf) {
+        Ok(n) => got.extend_from_slice(&buf[..n]),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
+        Err(e) => panic!("read: {e}"),
+    }
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    got
+}
+
+/// Complete lines from `stream`, with `carry` holding a partial one between calls.
+fn lines(stream: &mut TcpStream, carry: &mut Vec<u8>, wait: Duration) -> Vec<String> {
+    carry.extend(read_for(stream, wait));
+    let mut out = Vec::new();
+    while let Some(end) = carry.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = carry.drain(..=end).collect();
+        out.push(String::from_utf8(line).unwrap().trim_end().to_string());
+    }
+    out
+}
+
+/// Sends numbered pings from `from` until `to` reads one (what is sent while a node is still
+/// reconnecting is lost, as NATS core promises), then returns its number. Lines that are not
+/// pings were sent before and are skipped.
+#[track_caller]
+fn ping_until_heard(from: &mut TcpStream, to: &mut TcpStream, carry: &mut Vec<u8>) -> usize {
+    let deadline = Instant::now() + TIMEOUT;
+    for i in 0.. {
+        assert!(Instant::now() < deadline, "no ping got through");
+        from.write_all(format!("ping {i}\n").as_bytes()).unwrap();
+        for line in lines(to, carry, Duration::from_millis(100)) {
+            if let Some(n) = line.strip_prefix("ping ") {
+                return n.parse().unwrap();
+            }
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
+fn three_nodes_form_one_room_every_byte_once_in_order() {
+    let Some(nats) = nats_server_or_skip("three_nodes_form_one_room") else {
+        return;
+    };
+    let url = nats.url();
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|_| Node::start(&url, &["--room", "r1"]))
+        .collect();
+    // Two clients per node; client i is pattern sender i.
+    let mut clients: Vec<TcpStream> = nodes.iter_mut().flat_map(|n| n.clients(2)).collect();
+    // The whole room: the last client's probe reaches the five others, across nodes.
+    sync_room(&mut clients);
+
+    const PER_SENDER: usize = 200_000;
+    let senders: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(s, c)| send_pattern(c.try_clone().unwrap(), s, PER_SENDER))
+        .collect();
+    for (me, client) in clients.iter_mut().enumerate() {
+        receive_all(client, 6, Some(me), PER_SENDER);
+    }
+    for s in senders {
+        s.join().expect("sender");
+    }
+    // Nothing more: no duplicate arrives late.
+    for client in &mut clients {
+        assert_eq!(read_for(client, Duration::from_millis(100)), b"");
+    }
+    drop(clients);
+    for node in nodes {
+        let summary = node.stop();
+        assert!(summary.contains("; cluster: "), "{summary}");
+        assert_eq!(count(&summary, "not published"), 0, "{summary}");
+        assert!(count(&summary, "published") > 0, "{summary}");
+        assert!(count(&summary, "messages received") > 0, "{summary}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
+fn line_mode_keeps_lines_whole_and_ids_are_per_node() {
+    let Some(nats) = nats_server_or_skip("line_mode_keeps_lines_whole") else {
+        return;
+    };
+    let args = ["--framing", "line", "--tag", "--announce"];
+    let (mut a, mut b) = (
+        Node::start(&nats.url(), &args),
+        Node::start(&nats.url(), &args),
+    );
+    let mut on_a = a.clients(1).remove(0);
+    let mut on_b = b.clients(1).remove(0);
+    // Both are client 1 of their node; the notice of each join stays on its node.
+    on_a.write_all(b"hello from a\n").unwrap();
+    expect_bytes(&mut on_b, b"[1] hello from a\n");
+    on_b.write_all(b"hi from b, in ").unwrap();
+    on_b.write_all(b"two writes\n").unwrap();
+    expect_bytes(&mut on_a, b"[1] hi from b, in two writes\n");
+    drop((on_a, on_b));
+    drop((a, b));
+}
+
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
+fn nats_killed_and_restarted_mid_run_loses_only_the_outage() {
+    let Some(mut nats) = nats_server_or_skip("nats_killed_and_restarted") else {
+        return;
+    };
+    let url = nats.url();
+    let (mut a, mut b) = (Node::start(&url, &[]), Node::start(&url, &[]));
+    let mut on_a = a.clients(2);
+    let mut on_b = b.clients(1).remove(0);
+    on_a[0].write_all(b"before\n").unwrap();
+    expect_bytes(&mut on_a[1], b"before\n");
+    expect_bytes(&mut on_b, b"before\n");
+
+    nats.kill();
+    for node in [&mut a, &mut b] {
+        assert!(
+            node.process
+                .wait_for_line("lost the connection to NATS")
+                .is_some(),
+            "the outage was not logged"
+        );
+    }
+    // Local relaying goes on; what cannot be published is counted.
+    on_a[0].write_all(b"during\n").unwrap();
+    expect_bytes(&mut on_a[1], b"during\n");
+    assert!(a.process.wait_for_line("NATS is unreachable").is_some());
+
+    nats.restart();
+    let mut carry = Vec::new();
+    let (sender, local) = on_a.split_at_mut(1);
+    let first = ping_until_heard(&mut sender[0], &mut on_b, &mut carry);
+    for i in 0..200 {
+        sender[0]
+            .write_all(format!("after {i}\n").as_bytes())
+            .unwrap();
+    }
+    // After the ping that got through, nothing is lost, duplicated or reordered.
+    let mut expect = 0;
+    let deadline = Instant::now() + TIMEOUT;
+    while expect < 200 {
+        assert!(Instant::now() < deadline, "only {expect} of 200 arrived");
+        for line in lines(&mut on_b, &mut carry, Duration::from_millis(100)) {
+            if let Some(n) = line.strip_prefix("ping ") {
+                assert!(n.parse::<usize>().unwrap() > first, "{line:?} twice");
+                continue;
+            }
+            assert_eq!(line, format!("after {expect}"));
+            expect += 1;
+        }
+    }
+    // And the other way.
+    on_b.write_all(b"b is back\n").unwrap();
+    let mut carry_a = Vec::new();
+    let deadline = Instant::now() + TIMEOUT;
+    'heard: loop {
+        assert!(Instant::now() < deadline, "b's line never reached a");
+        for line in lines(&mut local[0], &mut carry_a, Duration::from_millis(100)) {
+            if line == "b is back" {
+                break 'heard;
+            }
+            assert!(
+                line.starts_with("ping ") || line.starts_with("after "),
+                "{line}"
+            );
+        }
+    }
+    assert!(a
+        .process
+        .wait_for_line("publishing to NATS again")
+        .is_some());
+    drop((on_a, on_b));
+    let summary = a.stop();
+    assert!(count(&summary, "not published") >= 1, "{summary}");
+    b.stop();
+}
+
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
+fn a_node_killed_with_sigkill_does_not_disturb_the_others() {
+    let Some(nats) = nats_server_or_skip("a_node_killed_with_sigkill") else {
+        return;
+    };
+    let url = nats.url();
+    let mut nodes: Vec<Node> = (0..3).map(|_| Node::start(&url, &[])).collect();
+    let mut clients: Vec<TcpStream> = nodes.iter_mut().flat_map(|n| n.clients(1)).collect();
+    sync_room(&mut clients);
+    let mut nodes = nodes.into_iter();
+    let (a, b, mut c) = (
+        nodes.next().unwrap(),
+        nodes.next().unwrap(),
+        nodes.next().unwrap(),
+    );
+    // Mid-stream: c's client is sending when its node dies.
+    let mut on_c = clients.pop().unwrap();
+    let busy = send_pattern(on_c.try_clone().unwrap(), 2, 1 << 20);
+    c.process.kill();
+    expect_closed(&mut on_c);
+    let _ = busy.join(); // its writes fail once the node is gone
+
+    // a and b: complete, in order, each exactly once. Bytes from c may have arrived before it
+    // died, so the checker is told about three senders but only a's and b's must be complete.
+    const PER_SENDER: usize = 300_000;
+    let senders: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(s, c)| send_pattern(c.try_clone().unwrap(), s, PER_SENDER))
+        .collect();
+    for (me, client) in clients.iter_mut().enumerate() {
+        let other = 1 - me;
+        let mut demux = Demux::expecting(3, Some(me), usize::MAX);
+        let deadline = Instant::now() + TIMEOUT;
+        let mut buf = vec![0; 64 * 1024];
+        while demux.seen[other] < PER_SENDER {
+            assert!(Instant::now() < deadline, "only {:?} arrived", demux.seen);
+            let n = client.read(&mut buf).expect("read");
+            assert!(n > 0, "closed after {:?}", demux.seen);
+            demux.feed(&buf[..n]).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(demux.seen[other], PER_SENDER);
+    }
+    for s in senders {
+        s.join().expect("sender");
+    }
+    drop(clients);
+    for node in [a, b] {
+        let summary = node.stop();
+        assert_eq!(count(&summary, "not published"), 0, "{summary}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    windows,
+    ignore = "needs Linux's nats-server, which the Wine run cannot start"
+)]
+fn an_optional_node_relays_locally_without_nats_and_joins_when_it_appears() {
+    let Some(mut nats) = nats_server_or_skip("an_optional_node") else {
+        return;
+    };
+    let url = nats.url();
+    nats.kill();
+    let mut lonely = Node::start(&url, &["--cluster-optional"]);
+    assert!(lonely.process.wait_for_line("unreachable").is_some());
+    let mut local = lonely.clients(2);
+    local[0].write_all(b"just us\n").unwrap();
+    expect_bytes(&mut local[1], b"just us\n");
+
+    nats.restart();
+    let mut other = Node::start(&url, &[]);
+    let mut far = other.clients(1).remove(0);
+    let mut carry = Vec::new();
+    ping_until_heard(&mut far, &mut local[0], &mut carry);
+    local[1].write_all(b"found you\n").unwrap();
+    expect_bytes(&mut far, b"found you\n");
+    assert!(lonely.process.wait_for_line("connected to NATS").is_some());
+}
+
+#[test]
+fn nats_unreachable_at_start_exits_1_naming_the_url() {
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let port = free_port().to_string();
+    let mut server = ServerProcess::spawn(bin(), &["--cluster", &url, &port], &[]);
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{output}");
+    let prefix = format!("server: cannot connect to {url}: ");
+    let last = output.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&prefix), "{output}");
+    assert!(!last.contains("os error"), "{output}");
+    assert!(!output.contains("listening on"), "{output}");
+}
+
+#[test]
+fn cluster_options_are_checked() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--room", "r", "9000"],
+            "server: --room needs --cluster URL",
+        ),
+        (
+            &["--cluster-optional", "9000"],
+            "server: --cluster-optional needs --cluster URL",
+        ),
+        (
+            &["--cluster", "nats://127.0.0.1:1", "--room", "a.b", "9000"],
+            "invalid room name \"a.b\"",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut server = ServerProcess::spawn(bin(), args, &[]);
+        let (status, output) = server.wait_exit();
+        assert_eq!(status.code(), Some(1), "{args:?}: {output}");
+        assert!(output.contains(needle), "{args:?}: {output}");
+    }
+}
