@@ -142,6 +142,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(not(target_os = "linux"), ignore = "reads Linux's /proc")]
     fn a_group_sums_its_members() {
         let me = std::process::id();
         let one = Meter::Process(me);
