@@ -218,7 +218,7 @@ mod tls {
     use std::time::{Duration, Instant};
 
     use relay_tests::tls::{
-        tls_connect, tls_expect_bytes, tls_expect_closed, tls_join_room, PkiFiles, TempDir, TestPki,
+        tls_connect, tls_expect_closed, tls_join_room, PkiFiles, TempDir, TestPki,
     };
 
     fn path(p: &Path) -> &str {
@@ -253,12 +253,12 @@ mod tls {
         assert!(server.wait_for_line("handshake failed").is_some());
         clients[0].write_all(b"\x00\xffstill private").unwrap();
         clients[0].flush().unwrap();
-        tls_expect_bytes(&mut clients[1], b"\x00\xffstill private");
+        expect_bytes(&mut clients[1], b"\x00\xffstill private");
         if has_ipv6_loopback() {
             let mut six = tls_connect(at(V6, port), &config).expect("TLS over ::1");
             six.write_all(b"six").unwrap();
             six.flush().unwrap();
-            tls_expect_bytes(&mut clients[0], b"six");
+            expect_bytes(&mut clients[0], b"six");
         }
     }
 
@@ -277,13 +277,13 @@ mod tls {
             tls_connect(at(V4, port), &alice).expect("alice"),
             tls_connect(at(V4, port), &bob).expect("bob"),
         ];
-        relay_tests::tls::tls_sync_room(&mut members);
+        relay_tests::sync_room(&mut members);
         // No certificate: TLS 1.3 lets the client finish first; the server's alert or close
         // follows, and it never receives the room's bytes.
         if let Ok(mut stranger) = tls_connect(at(V4, port), &pki.client_config(None)) {
             members[0].write_all(b"members only").unwrap();
             members[0].flush().unwrap();
-            tls_expect_bytes(&mut members[1], b"members only");
+            expect_bytes(&mut members[1], b"members only");
             let _ = tls_expect_closed(&mut stranger);
         }
         let line = server

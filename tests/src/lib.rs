@@ -73,8 +73,24 @@ pub fn connect_when_listening(addr: SocketAddr) -> TcpStream {
     }
 }
 
-/// Reads exactly `n` bytes, or fails once `timeout` has passed in total.
-pub fn read_exactly(stream: &mut TcpStream, n: usize, timeout: Duration) -> io::Result<Vec<u8>> {
+/// A client stream the helpers can read with a deadline: plain TCP, or TLS over it.
+pub trait Socketed: Read + Write {
+    /// The TCP socket underneath (for its read timeout).
+    fn socket(&self) -> &TcpStream;
+}
+
+impl Socketed for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// Reads exactly `n` bytes (plaintext, for TLS), or fails once `timeout` has passed in total.
+pub fn read_exactly<S: Socketed + ?Sized>(
+    stream: &mut S,
+    n: usize,
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
     let deadline = Instant::now() + timeout;
     let mut got = vec![0; n];
     let mut filled = 0;
@@ -89,7 +105,7 @@ pub fn read_exactly(stream: &mut TcpStream, n: usize, timeout: Duration) -> io::
                 ),
             ));
         }
-        stream.set_read_timeout(Some(left))?;
+        stream.socket().set_read_timeout(Some(left))?;
         match stream.read(&mut got[filled..]) {
             Ok(0) => {
                 return Err(io::Error::new(
@@ -102,13 +118,13 @@ pub fn read_exactly(stream: &mut TcpStream, n: usize, timeout: Duration) -> io::
             Err(e) => return Err(e),
         }
     }
-    stream.set_read_timeout(Some(TIMEOUT))?;
+    stream.socket().set_read_timeout(Some(TIMEOUT))?;
     Ok(got)
 }
 
 /// Asserts the next bytes on `stream` are exactly `expected`, printing both (escaped) if not.
 #[track_caller]
-pub fn expect_bytes(stream: &mut TcpStream, expected: &[u8]) {
+pub fn expect_bytes<S: Socketed + ?Sized>(stream: &mut S, expected: &[u8]) {
     match read_exactly(stream, expected.len(), TIMEOUT) {
         Ok(got) => assert!(
             got == expected,
@@ -174,7 +190,7 @@ pub fn join_room(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
 /// in FIFO order, so once the last client's bytes are relayed every earlier client is in the
 /// room, and nothing else is in flight afterwards.
 #[track_caller]
-pub fn sync_room(clients: &mut [TcpStream]) {
+pub fn sync_room<S: Socketed>(clients: &mut [S]) {
     static PROBES: AtomicU64 = AtomicU64::new(0);
     let Some((last, others)) = clients.split_last_mut() else {
         return;
@@ -182,6 +198,7 @@ pub fn sync_room(clients: &mut [TcpStream]) {
     // A whole line, so the probe also passes a relay in line mode.
     let probe = format!("<probe {}>\n", PROBES.fetch_add(1, Ordering::Relaxed));
     last.write_all(probe.as_bytes()).expect("send probe");
+    last.flush().expect("send probe"); // TLS: the record must leave now
     for client in others {
         expect_bytes(client, probe.as_bytes());
     }

@@ -3,7 +3,7 @@
 //! bounded waits.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::{connect, TIMEOUT};
+use crate::{connect, Socketed, TIMEOUT};
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Debug, Clone)]
@@ -197,6 +197,12 @@ impl Drop for TempDir {
 /// A blocking TLS client; its socket's reads and writes are bounded by [`TIMEOUT`].
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
+impl Socketed for TlsStream {
+    fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
 /// Connects to `addr` and completes the handshake (bounded by [`TIMEOUT`]), naming the server
 /// `localhost`.
 pub fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<TlsStream> {
@@ -221,67 +227,8 @@ pub fn tls_join_room(addr: SocketAddr, config: &Arc<ClientConfig>, n: usize) -> 
     let mut clients: Vec<TlsStream> = (0..n)
         .map(|i| tls_connect(addr, config).unwrap_or_else(|e| panic!("TLS client {i}: {e}")))
         .collect();
-    tls_sync_room(&mut clients);
+    crate::sync_room(&mut clients);
     clients
-}
-
-/// [`crate::sync_room`] over TLS.
-#[track_caller]
-pub fn tls_sync_room(clients: &mut [TlsStream]) {
-    static PROBES: AtomicU64 = AtomicU64::new(0);
-    let Some((last, others)) = clients.split_last_mut() else {
-        return;
-    };
-    let probe = format!("<tls probe {}>\n", PROBES.fetch_add(1, Ordering::Relaxed));
-    last.write_all(probe.as_bytes()).expect("send probe");
-    last.flush().expect("send probe");
-    for client in others {
-        tls_expect_bytes(client, probe.as_bytes());
-    }
-}
-
-/// Reads exactly `n` plaintext bytes, or fails once [`TIMEOUT`] has passed in total.
-pub fn tls_read_exactly(stream: &mut TlsStream, n: usize) -> io::Result<Vec<u8>> {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut got = vec![0; n];
-    let mut filled = 0;
-    while filled < n {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("got {filled} of {n} bytes"),
-            ));
-        }
-        stream.sock.set_read_timeout(Some(left))?;
-        match stream.read(&mut got[filled..]) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("end of stream after {filled} of {n} bytes"),
-                ))
-            }
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    stream.sock.set_read_timeout(Some(TIMEOUT))?;
-    Ok(got)
-}
-
-/// Asserts the next plaintext on `stream` is exactly `expected`.
-#[track_caller]
-pub fn tls_expect_bytes(stream: &mut TlsStream, expected: &[u8]) {
-    match tls_read_exactly(stream, expected.len()) {
-        Ok(got) => assert!(
-            got == expected,
-            "byte stream differs\nexpected: {:?}\n     got: {:?}",
-            expected.escape_ascii().to_string(),
-            got.escape_ascii().to_string()
-        ),
-        Err(e) => panic!("expected {:?}: {e}", expected.escape_ascii().to_string()),
-    }
 }
 
 /// Reads until the server ends the TLS stream (close_notify, end of stream, an alert or a reset);

@@ -8,8 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use relay_tests::tls::{
-    tls_connect, tls_expect_bytes, tls_expect_closed, tls_join_room, tls_read_exactly, PkiFiles,
-    TempDir, TestPki, TlsStream,
+    tls_connect, tls_expect_closed, tls_join_room, PkiFiles, TempDir, TestPki, TlsStream,
 };
 use relay_tests::{connect, expect_closed, Pattern, TestServer};
 use relay_tls::tls::{TlsAcceptor, TlsFiles};
@@ -51,7 +50,7 @@ fn relay(clients: Vec<TlsStream>, from: usize, bytes: Arc<Vec<u8>>) -> Vec<TlsSt
         }
         let bytes = Arc::clone(&bytes);
         readers.push(thread::spawn(move || {
-            let got = tls_read_exactly(&mut client, bytes.len())
+            let got = relay_tests::read_exactly(&mut client, bytes.len(), relay_tests::TIMEOUT)
                 .unwrap_or_else(|e| panic!("client {i}: {e}"));
             assert!(got == *bytes, "client {i} got different bytes from {from}");
             (i, client)
@@ -124,10 +123,10 @@ fn a_plaintext_client_on_the_tls_port_is_dropped_and_the_others_are_unaffected()
     // The TLS clients go on as if nothing happened.
     clients[0].write_all(b"still here").unwrap();
     clients[0].flush().unwrap();
-    tls_expect_bytes(&mut clients[1], b"still here");
+    relay_tests::expect_bytes(&mut clients[1], b"still here");
     clients[1].write_all(b"me too").unwrap();
     clients[1].flush().unwrap();
-    tls_expect_bytes(&mut clients[0], b"me too");
+    relay_tests::expect_bytes(&mut clients[0], b"me too");
     drop(clients);
     let logs = server.logs.clone();
     let summary = server.stop();
@@ -169,7 +168,7 @@ fn a_client_that_stalls_mid_handshake_is_cut_after_the_timeout() {
     // The room was never disturbed.
     members[0].write_all(b"unbothered").unwrap();
     members[0].flush().unwrap();
-    tls_expect_bytes(&mut members[1], b"unbothered");
+    relay_tests::expect_bytes(&mut members[1], b"unbothered");
     drop(members);
     let summary = server.stop();
     assert_eq!(summary.handshakes_failed, 1);
@@ -204,7 +203,7 @@ fn mutual_tls_admits_certified_clients_and_refuses_the_rest() {
         tls_connect(server.addr, &pki.client_config(Some(&alice))).expect("alice"),
         tls_connect(server.addr, &pki.client_config(Some(&bob))).expect("bob"),
     ];
-    relay_tests::tls::tls_sync_room(&mut members);
+    relay_tests::sync_room(&mut members);
 
     // No certificate at all.
     refused(tls_connect(server.addr, &pki.client_config(None)));
@@ -220,7 +219,7 @@ fn mutual_tls_admits_certified_clients_and_refuses_the_rest() {
     // The certified members never noticed.
     members[1].write_all(b"just us").unwrap();
     members[1].flush().unwrap();
-    tls_expect_bytes(&mut members[0], b"just us");
+    relay_tests::expect_bytes(&mut members[0], b"just us");
     drop(members);
     let summary = server.stop();
     assert_eq!(summary.accepted, 4);
