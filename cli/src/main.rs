@@ -155,7 +155,8 @@ struct Args {
 
     /// Share the room with every relay connected to the NATS server at URL with the same --room
     /// (e.g. nats://127.0.0.1:4222; several URLs separated by commas). Exits 1 if NATS is
-    /// unreachable at start.
+    /// unreachable at start. Needs a build with the `cluster` feature (`cargo build --release
+    /// -p server-cli --features cluster`).
     #[arg(long, value_name = "URL")]
     cluster: Option<String>,
 
