@@ -6,7 +6,9 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 
-use relay_tests::{connect_when_listening, expect_bytes, free_port, join_room, ServerProcess};
+use relay_tests::{
+    connect_when_listening, expect_bytes, free_port, join_room, start_on_free_port, ServerProcess,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_server"))
@@ -15,22 +17,8 @@ fn bin() -> &'static Path {
 /// Starts the binary on a free port with `extra` arguments and waits for its startup line.
 /// Retries if another process grabbed the port in between.
 fn start(extra: &[&str]) -> (ServerProcess, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        let port_arg = port.to_string();
-        let mut args: Vec<&str> = extra.to_vec();
-        args.push(&port_arg);
-        let mut server = ServerProcess::spawn(bin(), &args, &[]);
-        if server.wait_for_line("listening on").is_some() {
-            return (server, port);
-        }
-        let (_, output) = server.wait_exit();
-        assert!(
-            output.contains("cannot listen"),
-            "server failed to start:\n{output}"
-        );
-    }
-    panic!("no free port after 5 tries");
+    let (server, port, _) = start_on_free_port(bin(), extra);
+    (server, port)
 }
 
 /// The backends compiled into the binary under test; the run-time tests run once per backend.

@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use relay_tests::{
-    connect, expect_bytes, expect_closed, free_port, nats_server_or_skip, sync_room, Demux,
-    Pattern, ServerProcess, TIMEOUT,
+    connect, expect_bytes, expect_closed, free_port, nats_server_or_skip, start_on_free_port,
+    sync_room, Demux, Pattern, ServerProcess, TIMEOUT,
 };
 
 fn bin() -> &'static Path {
@@ -32,28 +32,14 @@ impl Node {
     /// which it prints only once its subscription is live on the NATS server.
     #[track_caller]
     fn start(url: &str, extra: &[&str]) -> Node {
-        for _ in 0..5 {
-            let port = free_port();
-            let port_arg = port.to_string();
-            let mut args = vec!["--cluster", url, "--bind", "127.0.0.1"];
-            args.extend_from_slice(extra);
-            args.push(&port_arg);
-            let mut process = ServerProcess::spawn(bin(), &args, &[]);
-            if process.wait_for_line("listening on").is_some() {
-                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-                return Node {
-                    process,
-                    addr,
-                    accepted: 0,
-                };
-            }
-            let (_, output) = process.wait_exit();
-            assert!(
-                output.contains("cannot listen"),
-                "node failed to start:\n{output}"
-            );
+        let mut args = vec!["--cluster", url, "--bind", "127.0.0.1"];
+        args.extend_from_slice(extra);
+        let (process, port, _) = start_on_free_port(bin(), &args);
+        Node {
+            process,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            accepted: 0,
         }
-        panic!("no free port after 5 tries");
     }
 
     /// `n` new clients of this node, returned once it has logged accepting each, so they are in

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 
-use relay_tests::{connect, expect_bytes, free_port, join_room, ServerProcess, TIMEOUT};
+use relay_tests::{connect, expect_bytes, join_room, start_on_free_port, ServerProcess, TIMEOUT};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_server"))
@@ -14,22 +14,7 @@ fn bin() -> &'static Path {
 
 /// Starts the binary with `args` and the port, and waits for its startup line.
 fn start(args: &[&str]) -> (ServerProcess, u16, String) {
-    for _ in 0..5 {
-        let port = free_port();
-        let port_arg = port.to_string();
-        let mut all = args.to_vec();
-        all.push(&port_arg);
-        let mut server = ServerProcess::spawn(bin(), &all, &[]);
-        if let Some(line) = server.wait_for_line("listening on") {
-            return (server, port, line);
-        }
-        let (_, output) = server.wait_exit();
-        assert!(
-            output.contains("cannot listen"),
-            "failed to start:\n{output}"
-        );
-    }
-    panic!("no free port after 5 tries");
+    start_on_free_port(bin(), args)
 }
 
 fn v4(port: u16) -> SocketAddr {

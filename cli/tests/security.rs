@@ -5,7 +5,9 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 
-use relay_tests::{connect, expect_bytes, expect_closed, free_port, ServerProcess};
+use relay_tests::{
+    connect, expect_bytes, expect_closed, free_port, start_on_free_port, ServerProcess,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_server"))
@@ -13,22 +15,8 @@ fn bin() -> &'static Path {
 
 /// Starts the binary with `args` and the port, and waits for its startup line.
 fn start(args: &[&str]) -> (ServerProcess, u16) {
-    for _ in 0..5 {
-        let port = free_port();
-        let port_arg = port.to_string();
-        let mut all = args.to_vec();
-        all.push(&port_arg);
-        let mut server = ServerProcess::spawn(bin(), &all, &[]);
-        if server.wait_for_line("listening on").is_some() {
-            return (server, port);
-        }
-        let (_, output) = server.wait_exit();
-        assert!(
-            output.contains("cannot listen"),
-            "failed to start:\n{output}"
-        );
-    }
-    panic!("no free port after 5 tries");
+    let (server, port, _) = start_on_free_port(bin(), args);
+    (server, port)
 }
 
 /// Runs the binary with `args` (and a port it never gets to use) and expects exit 1; returns

@@ -824,6 +824,29 @@ pub fn nats_server_or_skip(test: &str) -> Option<NatsServer> {
     }
 }
 
+/// Starts `bin args... PORT` on a free port and waits for its startup line (`listening on`),
+/// trying another port (up to 5 in all) if another process took this one in between. Returns the
+/// process, the port and the startup line; panics with the output if it fails otherwise.
+#[track_caller]
+pub fn start_on_free_port(bin: &Path, args: &[&str]) -> (ServerProcess, u16, String) {
+    for _ in 0..5 {
+        let port = free_port();
+        let port_arg = port.to_string();
+        let mut all = args.to_vec();
+        all.push(&port_arg);
+        let mut server = ServerProcess::spawn(bin, &all, &[]);
+        if let Some(line) = server.wait_for_line("listening on") {
+            return (server, port, line);
+        }
+        let (_, output) = server.wait_exit();
+        assert!(
+            output.contains("cannot listen"),
+            "server failed to start:\n{output}"
+        );
+    }
+    panic!("no free port after 5 tries");
+}
+
 /// A port that was free a moment ago (the OS picked it for a listener we then closed). Callers
 /// retry if another process takes it in between.
 pub fn free_port() -> u16 {
