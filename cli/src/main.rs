@@ -419,7 +419,11 @@ fn serve_with<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> R
         config.drain_timeout.as_secs_f64()
     );
     args.security.log_startup();
-    let outcome = match server_core::run_with(listener, backend, door, uplink, &config, &shutdown) {
+    let mut relay = server_core::Relay::new(config).door(listener, door);
+    if let Some(uplink) = uplink {
+        relay = relay.uplink(uplink);
+    }
+    let outcome = match relay.run(backend, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())

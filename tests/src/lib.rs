@@ -460,7 +460,7 @@ impl TestServer {
     }
 
     /// Like [`TestServer::start`], with every connection set up by `acceptor` (TLS, an access
-    /// list) through `server_core::run_with`.
+    /// list) through `server_core::Relay`.
     #[track_caller]
     pub fn start_with<B, F, A>(make_backend: F, acceptor: A, config: Config) -> TestServer
     where
@@ -507,8 +507,9 @@ impl TestServer {
             };
             let shutdown = Shutdown::new(backend.waker());
             let _ = ready_tx.send(shutdown.clone());
-            let result =
-                server_core::run_with(listener, backend, acceptor, None, &config, &shutdown);
+            let result = server_core::Relay::new(config)
+                .door(listener, acceptor)
+                .run(backend, &shutdown);
             let _ = done_tx.send(result);
         });
         let shutdown = match ready_rx.recv_timeout(TIMEOUT) {
