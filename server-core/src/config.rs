@@ -3,12 +3,15 @@
 use std::time::Duration;
 
 use crate::framing::Framing;
+use crate::pace::Pace;
 #[cfg(doc)]
 use crate::{Backend, Link};
 
 /// Tunables of the event loop. `Config::default()` is what `server <port>` runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// When senders are slowed and which readers stop holding them back (see [`Pace`]).
+    pub pace: Pace,
     /// Size of the one read buffer shared by all connections; also the largest chunk relayed.
     pub read_buffer: usize,
     /// Most connections accepted per wakeup, so a connect storm cannot starve the room.
@@ -41,6 +44,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            pace: Pace::default(),
             read_buffer: 64 * 1024,
             accept_burst: 64,
             max_pending: 16 * 1024 * 1024,

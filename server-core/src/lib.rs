@@ -40,6 +40,7 @@ mod config;
 mod event_loop;
 mod framing;
 mod link;
+mod pace;
 mod policy;
 mod pool;
 mod queue;
@@ -53,6 +54,7 @@ pub use backend::{
 pub use config::Config;
 pub use framing::{Framing, LineOptions};
 pub use link::{Acceptor, Admission, Delimiting, Encoding, Link, PlainTcp, Uplink, UplinkStats};
+pub use pace::Pace;
 pub use pool::Pool;
 pub use queue::{OutQueue, MAX_SLICES};
 pub use run::{run, Relay};

@@ -11,4 +11,5 @@ mod polling {
     }
 
     include!("suite/behaviour.rs");
+    include!("suite/pace.rs");
 }

@@ -11,6 +11,7 @@ use super::connection::Connection;
 use super::Engine;
 use crate::backend::{AsBorrowedSocket, Backend, Interest, Token};
 use crate::link::{Admission, AnyAcceptor};
+use crate::pace::Standing;
 use crate::policy::{self, Progress};
 use crate::queue::OutQueue;
 
@@ -263,6 +264,8 @@ impl Engine {
                 queue: OutQueue::new(),
                 registered: Interest::READABLE,
                 progress: Progress::default(),
+                standing: Standing::default(),
+                read_paused: false,
                 dirty: false,
                 partial: Vec::new(),
                 member,

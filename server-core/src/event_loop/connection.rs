@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::backend::{Interest, Token};
 use crate::link::{Delimiting, Encoding, Link};
+use crate::pace::Standing;
 use crate::policy::Progress;
 use crate::queue::OutQueue;
 use crate::summary::DropReason;
@@ -29,6 +30,11 @@ pub(super) struct Connection {
     pub(super) registered: Interest,
     /// Since when its pending bytes have not moved (the write timeout's clock).
     pub(super) progress: Progress,
+    /// Whether its queue holds the room's senders back (see `pace`).
+    pub(super) standing: Standing,
+    /// Not read while the room is over its pace budget: its read interest is off, so TCP flow
+    /// control slows it down.
+    pub(super) read_paused: bool,
     /// Already in the flush list this turn.
     pub(super) dirty: bool,
     /// Line mode: the bytes after its last newline, waiting for the rest of the line.
@@ -53,6 +59,11 @@ impl Connection {
     /// The interest this connection's state calls for: `base` (readable, or nothing while
     /// draining), plus writable while bytes (ours or the link's own) wait to be written.
     pub(super) fn wanted_interest(&self, base: Interest) -> Interest {
+        let base = if self.read_paused {
+            Interest::NONE
+        } else {
+            base
+        };
         if self.queue.is_empty() && !self.link.wants_write() {
             base
         } else {

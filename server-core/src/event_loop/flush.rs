@@ -30,11 +30,12 @@ impl Engine {
             std::mem::swap(&mut batch, &mut self.dirty);
         }
         self.dirty = batch;
+        self.resume_if_clear(backend);
     }
 
     /// Writes what one connection's queue and link hold, then registers `base` plus write
     /// interest iff bytes remain.
-    fn flush<B: Backend>(&mut self, token: Token, base: Interest, backend: &mut B) {
+    pub(super) fn flush<B: Backend>(&mut self, token: Token, base: Interest, backend: &mut B) {
         let Some(conn) = self.pool.get_mut(token) else {
             return;
         };
@@ -56,6 +57,9 @@ impl Engine {
         };
         self.summary.bytes_out += n as u64;
         conn.progress.after_flush(n, conn.queue.len(), self.now);
+        if self.pace_counts.note(conn, &self.config.pace, self.now) {
+            self.timers.sweep_within(self.now, self.config.pace.grace);
+        }
         if !conn.queue.is_empty() {
             if let Some(t) = self.config.write_timeout {
                 self.timers

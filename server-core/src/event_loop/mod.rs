@@ -17,6 +17,7 @@
 mod accept;
 mod connection;
 mod flush;
+mod pacing;
 mod reap;
 mod relay;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use crate::summary::Summary;
 
 pub(crate) use accept::Door;
 use connection::{Connection, Doomed};
+use pacing::PaceCounts;
 use timers::Timers;
 
 /// The engine's state between turns: the room's connections, its doors and its counters.
@@ -57,6 +59,10 @@ pub(crate) struct Engine {
     lines: Vec<u8>,
     /// Connections whose link holds input already taken from the socket: read again next turn.
     read_again: Vec<Token>,
+    /// Members whose queues hold the room back, for the pace (see `pace`).
+    pace_counts: PaceCounts,
+    /// Senders not read until the room catches up.
+    paused: Vec<Token>,
     /// Connections to flush in this turn's flush phase.
     dirty: Vec<Token>,
     /// Connections marked to leave, for the reaper.
@@ -92,6 +98,8 @@ impl Engine {
             read_buf: vec![0; config.read_buffer.max(2)],
             lines: Vec::new(),
             read_again: Vec::new(),
+            pace_counts: PaceCounts::default(),
+            paused: Vec::new(),
             dirty: Vec::new(),
             doomed: Doomed::default(),
             handshaking: 0,

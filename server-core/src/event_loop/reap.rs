@@ -25,6 +25,7 @@ impl Engine {
             if !conn.member {
                 self.handshaking -= 1;
             }
+            self.pace_counts.forget(&conn);
             let (id, member) = (conn.id, conn.member);
             let departure = Departure {
                 sd: conn.sd,

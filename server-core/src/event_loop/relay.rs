@@ -22,8 +22,11 @@ impl Engine {
         let Some(conn) = self.pool.get_mut(token) else {
             return; // spurious: the connection is already gone
         };
-        if conn.cut.is_some() {
-            return; // leaving this turn
+        if conn.cut.is_some() || conn.read_paused {
+            return; // leaving this turn, or waiting for the room to catch up
+        }
+        if conn.member && self.pace_counts.holding_back > 0 {
+            return self.pause_reading(token);
         }
         // A message-framed link in line mode gets one byte kept free for the newline its
         // message may lack.
@@ -131,7 +134,7 @@ impl Engine {
     /// whose queue passes the byte limit is marked to leave as a slow consumer; the reaper cuts
     /// it after this phase. Links with an encoding of their own share one encoded copy.
     pub(super) fn fan_out(&mut self, from: Token, chunk: Rc<[u8]>, messages: u64) {
-        let max_pending = self.config.max_pending;
+        let (max_pending, pace, now) = (self.config.max_pending, self.config.pace, self.now);
         let lines = matches!(self.config.framing, Framing::Lines(_));
         let mut encoded = Encoded::default();
         for (token, conn) in self.pool.iter_mut() {
@@ -145,6 +148,9 @@ impl Engine {
             };
             conn.queue.push(copy);
             self.summary.messages_queued += messages;
+            if self.pace_counts.note(conn, &pace, now) {
+                self.timers.sweep_within(now, pace.grace);
+            }
             if conn.queue.len() > max_pending {
                 self.doomed
                     .mark(token, conn, DropReason::SlowConsumer, None);

@@ -99,6 +99,9 @@ impl Engine {
         if let (true, Some(t)) = (pending_somewhere, timeout) {
             self.timers.sweep_within(now, policy::sweep_interval(t));
         }
+        if self.judge_laggards() {
+            self.timers.sweep_within(now, self.config.pace.grace);
+        }
         if still_handshaking {
             self.timers
                 .sweep_within(now, policy::sweep_interval(handshake_timeout));
