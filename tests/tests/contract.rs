@@ -259,17 +259,9 @@ fn register<B: Backend, S: AsBorrowedSocket>(
         .unwrap_or_else(|e| panic!("register {token:?} {interest:?}: {e}"));
 }
 
-/// Reregisters `socket` and asserts it worked.
-#[track_caller]
-fn reregister<B: Backend, S: AsBorrowedSocket>(
-    backend: &mut B,
-    socket: &S,
-    token: Token,
-    interest: Interest,
-) {
-    backend
-        .reregister(socket.borrowed(), token, interest)
-        .unwrap_or_else(|e| panic!("reregister {token:?} {interest:?}: {e}"));
+/// Readable and writable interest together.
+fn both() -> Interest {
+    Interest::READABLE | Interest::WRITABLE
 }
 
 /// Asserts that `result` failed with `kind`.

@@ -77,6 +77,8 @@ pub(crate) fn listener_token_may_be_registered<B: Subject>() {
     let (_other_client, other) = pair();
     register(&mut backend, &other, Token(0), Interest::NONE);
     backend.deregister(server.borrowed()).unwrap();
-    crate::reregister(&mut backend, &other, Token::LISTENER, Interest::WRITABLE);
+    backend
+        .reregister(other.borrowed(), Token::LISTENER, Interest::WRITABLE)
+        .unwrap();
     assert_eq!(expect_event(&mut backend, Token::LISTENER), (false, true));
 }

@@ -5,7 +5,7 @@ use std::net::{TcpListener, TcpStream};
 use server_core::{Interest, Token};
 
 use crate::{
-    arrived, consume, expect_event, expect_quiet, pair, readiness, register, send, wait_once,
+    arrived, both, consume, expect_event, expect_quiet, pair, readiness, register, send, wait_once,
     Subject, PATIENCE,
 };
 
@@ -34,12 +34,7 @@ pub(crate) fn readable_and_writable_together<B: Subject>() {
     let mut backend = B::create();
     let (client, server) = pair();
     send(&client, &server, b"x");
-    register(
-        &mut backend,
-        &server,
-        Token(3),
-        Interest::READABLE | Interest::WRITABLE,
-    );
+    register(&mut backend, &server, Token(3), both());
     assert_eq!(expect_event(&mut backend, Token(3)), (true, true));
 }
 

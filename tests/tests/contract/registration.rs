@@ -3,8 +3,8 @@
 use server_core::{AsBorrowedSocket, Interest, Token};
 
 use crate::{
-    expect_error, expect_event, expect_quiet, pair, readiness, register, reregister, send,
-    wait_once, Subject, PATIENCE,
+    both, expect_error, expect_event, expect_quiet, pair, readiness, register, send, wait_once,
+    Subject, PATIENCE,
 };
 
 /// `Interest::NONE` keeps a socket registered but silent, however ready it is; giving it an
@@ -22,7 +22,9 @@ pub(crate) fn interest_none_is_registered_but_silent<B: Subject>() {
         backend.register(server.borrowed(), Token(2), Interest::READABLE),
         std::io::ErrorKind::AlreadyExists,
     );
-    reregister(&mut backend, &server, Token(2), Interest::READABLE);
+    backend
+        .reregister(server.borrowed(), Token(2), Interest::READABLE)
+        .unwrap();
     assert_eq!(expect_event(&mut backend, Token(2)), (true, false));
 }
 
@@ -34,19 +36,20 @@ pub(crate) fn reregister_changes_what_is_reported<B: Subject>() {
     register(&mut backend, &server, Token(4), Interest::READABLE);
     assert_eq!(expect_event(&mut backend, Token(4)), (true, false));
 
-    reregister(&mut backend, &server, Token(4), Interest::WRITABLE);
-    assert_eq!(expect_event(&mut backend, Token(4)), (false, true));
-
-    reregister(
-        &mut backend,
-        &server,
-        Token(4),
-        Interest::READABLE | Interest::WRITABLE,
-    );
-    assert_eq!(expect_event(&mut backend, Token(4)), (true, true));
-
-    reregister(&mut backend, &server, Token(4), Interest::READABLE);
-    assert_eq!(expect_event(&mut backend, Token(4)), (true, false));
+    for (interest, expected) in [
+        (Interest::WRITABLE, (false, true)),
+        (both(), (true, true)),
+        (Interest::READABLE, (true, false)),
+    ] {
+        backend
+            .reregister(server.borrowed(), Token(4), interest)
+            .unwrap();
+        assert_eq!(
+            expect_event(&mut backend, Token(4)),
+            expected,
+            "{interest:?}"
+        );
+    }
 }
 
 /// Reregistering to `NONE` silences a ready socket at once, and back to an interest it
@@ -58,9 +61,13 @@ pub(crate) fn reregister_to_none_silences<B: Subject>() {
     assert_eq!(expect_event(&mut backend, Token(1)), (false, true));
 
     for round in 0..2 {
-        reregister(&mut backend, &server, Token(1), Interest::NONE);
+        backend
+            .reregister(server.borrowed(), Token(1), Interest::NONE)
+            .unwrap();
         expect_quiet(&mut backend);
-        reregister(&mut backend, &server, Token(1), Interest::WRITABLE);
+        backend
+            .reregister(server.borrowed(), Token(1), Interest::WRITABLE)
+            .unwrap();
         assert_eq!(
             expect_event(&mut backend, Token(1)),
             (false, true),
@@ -76,7 +83,9 @@ pub(crate) fn reregister_changes_the_token<B: Subject>() {
     register(&mut backend, &server, Token(1), Interest::WRITABLE);
     assert_eq!(expect_event(&mut backend, Token(1)), (false, true));
 
-    reregister(&mut backend, &server, Token(9), Interest::WRITABLE);
+    backend
+        .reregister(server.borrowed(), Token(9), Interest::WRITABLE)
+        .unwrap();
     let events = wait_once(&mut backend, PATIENCE);
     assert_eq!(
         readiness(&events, Token(9)),
@@ -91,12 +100,7 @@ pub(crate) fn deregister_stops_every_event<B: Subject>() {
     let mut backend = B::create();
     let (client, server) = pair();
     send(&client, &server, b"ready");
-    register(
-        &mut backend,
-        &server,
-        Token(6),
-        Interest::READABLE | Interest::WRITABLE,
-    );
+    register(&mut backend, &server, Token(6), both());
     assert_eq!(expect_event(&mut backend, Token(6)), (true, true));
 
     backend.deregister(server.borrowed()).unwrap();
