@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::fair::Rate;
 use crate::framing::Framing;
 use crate::pace::Pace;
 #[cfg(doc)]
@@ -10,6 +11,17 @@ use crate::{Backend, Link};
 /// Tunables of the event loop. `Config::default()` is what `server <port>` runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Most clients connected at once from one address (an IPv4 address, or an IPv6 /64);
+    /// `None`: no limit beyond `max_clients`.
+    pub max_per_address: Option<usize>,
+    /// Each sender's allowance (a token bucket); past it the server stops reading from it until
+    /// the bucket refills. `None`: unlimited.
+    pub max_rate: Option<Rate>,
+    /// TCP keepalive idle time set on every accepted socket, so a peer that vanished without a
+    /// FIN or reset is found by the kernel; `None`: the OS default (usually off).
+    pub keepalive: Option<Duration>,
+    /// Cut a client that has neither sent nor been sent anything for this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
     /// When senders are slowed and which readers stop holding them back (see [`Pace`]).
     pub pace: Pace,
     /// Size of the one read buffer shared by all connections; also the largest chunk relayed.
@@ -44,6 +56,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            max_per_address: None,
+            max_rate: None,
+            keepalive: Some(Duration::from_secs(60)),
+            idle_timeout: None,
             pace: Pace::default(),
             read_buffer: 64 * 1024,
             accept_burst: 64,

@@ -38,6 +38,7 @@
 mod backend;
 mod config;
 mod event_loop;
+mod fair;
 mod framing;
 mod link;
 mod pace;
@@ -52,6 +53,7 @@ pub use backend::{
     AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
 };
 pub use config::Config;
+pub use fair::Rate;
 pub use framing::{Framing, LineOptions};
 pub use link::{Acceptor, Admission, Delimiting, Encoding, Link, PlainTcp, Uplink, UplinkStats};
 pub use pace::Pace;

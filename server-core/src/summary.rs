@@ -34,6 +34,8 @@ pub enum DropReason {
     Handshake,
     /// Its link was not established within [`Config::handshake_timeout`].
     HandshakeTimeout,
+    /// It neither sent nor was sent anything for [`Config::idle_timeout`].
+    IdleTimeout,
     /// The server stopped.
     Shutdown,
 }
@@ -50,6 +52,7 @@ impl fmt::Display for DropReason {
             DropReason::LineTooLong => "line too long",
             DropReason::Handshake => "handshake failed",
             DropReason::HandshakeTimeout => "handshake timeout",
+            DropReason::IdleTimeout => "idle timeout",
             DropReason::Shutdown => "server shutdown",
         })
     }
@@ -94,6 +97,13 @@ pub struct Summary {
     pub refused_no_fds: u64,
     /// Connections the acceptor refused (an access list) and closed at once.
     pub refused_by_acceptor: u64,
+    /// Connections refused because their address had [`Config::max_per_address`] clients.
+    pub refused_per_address: u64,
+    /// Disconnects because the client was idle past [`Config::idle_timeout`].
+    pub idle_timeouts: u64,
+    /// Times a sender used up its [`Config::max_rate`] and was not read until its bucket
+    /// refilled.
+    pub rate_waits: u64,
     /// Messages received from other relays through the uplink.
     pub cluster_in: u64,
     /// The uplink's own counters, when the room has one.
@@ -106,8 +116,8 @@ impl fmt::Display for Summary {
             f,
             "{} clients served (peak {}), {} messages / {} bytes in, {} messages queued / {} bytes out; \
              cut: {} left, {} errors, {} slow consumers, {} write timeouts, {} long lines, \
-             {} failed handshakes ({} bytes undelivered); refused: {} server full, {} out of \
-             descriptors, {} by access list",
+             {} failed handshakes, {} idle ({} bytes undelivered); refused: {} server full, {} out \
+             of descriptors, {} by access list, {} per address; {} rate waits",
             self.accepted,
             self.peak_clients,
             self.messages_in,
@@ -120,10 +130,13 @@ impl fmt::Display for Summary {
             self.write_timeouts,
             self.long_lines,
             self.handshakes_failed,
+            self.idle_timeouts,
             self.bytes_dropped,
             self.refused_full,
             self.refused_no_fds,
-            self.refused_by_acceptor
+            self.refused_by_acceptor,
+            self.refused_per_address,
+            self.rate_waits
         )?;
         if let Some(uplink) = &self.uplink {
             write!(
@@ -207,6 +220,15 @@ impl Summary {
                 warn!(
                     sd, id, %peer, %reason, %error, clients,
                     "sd {sd} ({peer}): {reason} ({error}); removing connection with sd {sd}"
+                );
+            }
+            DropReason::IdleTimeout => {
+                self.idle_timeouts += 1;
+                let timeout_s = config.idle_timeout.unwrap_or_default().as_secs_f64();
+                warn!(
+                    sd, id, %peer, %reason, timeout_s, clients,
+                    "sd {sd} ({peer}) sent and received nothing for {timeout_s} s (idle \
+                     timeout); removing connection with sd {sd}"
                 );
             }
             DropReason::Shutdown => debug!(sd, id, pending, "closing sd {sd} at shutdown"),

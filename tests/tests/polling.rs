@@ -12,4 +12,5 @@ mod polling {
 
     include!("suite/behaviour.rs");
     include!("suite/pace.rs");
+    include!("suite/fair.rs");
 }

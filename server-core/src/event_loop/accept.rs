@@ -10,6 +10,7 @@ use tracing::{debug, info, warn};
 use super::connection::Connection;
 use super::Engine;
 use crate::backend::{AsBorrowedSocket, Backend, Interest, Token};
+use crate::fair::{address_key, Bucket, Seats};
 use crate::link::{Admission, AnyAcceptor};
 use crate::pace::Standing;
 use crate::policy::{self, Progress};
@@ -55,6 +56,8 @@ pub(super) struct Doors {
     spare: Option<TcpListener>,
     /// Clients refused for want of descriptors in the current episode; `None` outside one.
     out_of_fds: Option<u64>,
+    /// Clients connected now per address, for `max_per_address`.
+    pub(super) seats: Seats,
 }
 
 impl Doors {
@@ -66,6 +69,7 @@ impl Doors {
             early_resume: false,
             spare,
             out_of_fds: None,
+            seats: Seats::default(),
         }
     }
 
@@ -228,9 +232,29 @@ impl Engine {
             warn!(sd, %peer, error = %e, "cannot make the new connection non-blocking; closing it");
             return;
         }
+        let address = address_key(peer.ip());
+        if let Some(max) = self.config.max_per_address {
+            let taken = self.doors.seats.taken(address);
+            if taken >= max {
+                self.summary.refused_per_address += 1;
+                warn!(
+                    sd, %peer, %address, taken, max_per_address = max,
+                    "too many clients from {address}: refusing sd {sd} from {peer} ({taken} \
+                     connected, the limit is {max})"
+                );
+                return;
+            }
+        }
         // Relayed chunks are already batched per turn; Nagle would only add latency.
         if let Err(e) = stream.set_nodelay(true) {
             debug!(sd, error = %e, "TCP_NODELAY not set");
+        }
+        // A peer that vanishes (power cut, NAT timeout) sends no FIN; keepalive probes find it.
+        if let Some(idle) = self.config.keepalive {
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                debug!(sd, error = %e, "TCP keepalive not set");
+            }
         }
         if let Some(refused) = self.doors.out_of_fds.take() {
             info!(
@@ -261,6 +285,10 @@ impl Engine {
                 sd,
                 id,
                 peer,
+                address,
+                bucket: self.config.max_rate.map(|rate| Bucket::new(rate, now)),
+                rate_wait: None,
+                last_active: now,
                 queue: OutQueue::new(),
                 registered: Interest::READABLE,
                 progress: Progress::default(),
@@ -276,6 +304,11 @@ impl Engine {
         match inserted {
             Ok(token) => {
                 self.last_id = id;
+                self.doors.seats.take(address);
+                if let Some(t) = self.config.idle_timeout {
+                    self.timers
+                        .sweep_within(self.now, policy::sweep_interval(t));
+                }
                 self.summary.accepted += 1;
                 self.summary.peak_clients = self.summary.peak_clients.max(self.pool.len());
                 info!(sd, id, %peer, clients = self.pool.len(), "New incoming connection on sd {sd}");

@@ -2,10 +2,11 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use crate::backend::{Interest, Token};
+use crate::fair::Bucket;
 use crate::link::{Delimiting, Encoding, Link};
 use crate::pace::Standing;
 use crate::policy::Progress;
@@ -20,6 +21,14 @@ pub(super) struct Connection {
     /// Its id in the room: never reused while the server runs (unlike `sd` or the token).
     pub(super) id: u64,
     pub(super) peer: SocketAddr,
+    /// Its seat in the per-address count (`fair::address_key` of the peer).
+    pub(super) address: IpAddr,
+    /// Its sending allowance, with `--max-rate`.
+    pub(super) bucket: Option<Bucket>,
+    /// Not read until then: it used up its allowance.
+    pub(super) rate_wait: Option<Instant>,
+    /// When it last sent or was sent something (the idle timeout's clock).
+    pub(super) last_active: Instant,
     /// The link's [`Link::delimiting`], read once at admission.
     pub(super) delimiting: Delimiting,
     /// The link's [`Link::encoding`], read once at admission (the fan-out reads it per message).

@@ -56,6 +56,9 @@ impl Engine {
             }
         };
         self.summary.bytes_out += n as u64;
+        if n > 0 {
+            conn.last_active = self.now;
+        }
         conn.progress.after_flush(n, conn.queue.len(), self.now);
         if self.pace_counts.note(conn, &self.config.pace, self.now) {
             self.timers.sweep_within(self.now, self.config.pace.grace);

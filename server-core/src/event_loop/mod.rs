@@ -16,6 +16,7 @@
 
 mod accept;
 mod connection;
+mod fairness;
 mod flush;
 mod pacing;
 mod reap;
@@ -63,6 +64,8 @@ pub(crate) struct Engine {
     pace_counts: PaceCounts,
     /// Senders not read until the room catches up.
     paused: Vec<Token>,
+    /// Senders not read until their allowance refills (`--max-rate`).
+    rate_waiting: Vec<Token>,
     /// Connections to flush in this turn's flush phase.
     dirty: Vec<Token>,
     /// Connections marked to leave, for the reaper.
@@ -100,6 +103,7 @@ impl Engine {
             read_again: Vec::new(),
             pace_counts: PaceCounts::default(),
             paused: Vec::new(),
+            rate_waiting: Vec::new(),
             dirty: Vec::new(),
             doomed: Doomed::default(),
             handshaking: 0,

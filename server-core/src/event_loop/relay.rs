@@ -22,19 +22,30 @@ impl Engine {
         let Some(conn) = self.pool.get_mut(token) else {
             return; // spurious: the connection is already gone
         };
-        if conn.cut.is_some() || conn.read_paused {
-            return; // leaving this turn, or waiting for the room to catch up
+        if conn.cut.is_some() || conn.read_paused || conn.rate_wait.is_some() {
+            return; // leaving this turn, or waiting for the room or its allowance
         }
         if conn.member && self.pace_counts.holding_back > 0 {
             return self.pause_reading(token);
         }
+        let allowed = match &mut conn.bucket {
+            Some(bucket) if conn.member => {
+                let allowed = bucket.available(self.now);
+                if allowed < bucket.worth_reading() {
+                    return self.wait_for_allowance(token);
+                }
+                allowed
+            }
+            _ => usize::MAX,
+        };
         // A message-framed link in line mode gets one byte kept free for the newline its
         // message may lack.
         let lines = matches!(self.config.framing, Framing::Lines(_));
         let room = match (conn.delimiting, lines) {
             (Delimiting::Messages, true) => self.read_buf.len() - 1,
             _ => self.read_buf.len(),
-        };
+        }
+        .min(allowed);
         let result = conn.link.recv(&mut self.read_buf[..room]);
         let open = match &result {
             Ok(n) => *n > 0,
@@ -74,6 +85,10 @@ impl Engine {
             }
         };
         let sd = conn.sd;
+        conn.last_active = self.now;
+        if let Some(bucket) = &mut conn.bucket {
+            bucket.take(n);
+        }
         self.summary.bytes_in += n as u64;
         debug!(sd, bytes = n, "{n} bytes received from sd {sd}");
         let (chunk, messages): (Rc<[u8]>, u64) = match &self.config.framing {

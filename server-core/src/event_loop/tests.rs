@@ -473,3 +473,28 @@ fn one_room_holds_links_of_two_doors_and_encodes_each_message_once() {
     assert_eq!(read_exactly(&mut plain, 3), b"hi\n");
     assert_eq!(read_exactly(&mut framed[1], 4), b"\x03hi\n");
 }
+
+/// Keepalive is on for every accepted socket by default, so a peer that vanished is found.
+#[test]
+fn accepted_sockets_have_keepalive_on() {
+    let (mut engine, addr) = engine_with(Config::default(), Patient);
+    let mut backend = Scripted::default();
+    let _client = client(addr);
+    backend.then(&[Token::LISTENER]);
+    engine.turn(&mut backend).unwrap();
+    let conn = engine.pool.get(Token(0)).expect("admitted");
+    let socket = conn.link.borrowed();
+    assert!(socket2::SockRef::from(&socket).keepalive().unwrap());
+
+    let config = Config {
+        keepalive: None,
+        ..Config::default()
+    };
+    let (mut engine, addr) = engine_with(config, Patient);
+    let _client = client(addr);
+    backend.then(&[Token::LISTENER]);
+    engine.turn(&mut backend).unwrap();
+    let conn = engine.pool.get(Token(0)).expect("admitted");
+    let socket = conn.link.borrowed();
+    assert!(!socket2::SockRef::from(&socket).keepalive().unwrap());
+}

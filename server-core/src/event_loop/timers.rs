@@ -99,6 +99,8 @@ impl Engine {
         if let (true, Some(t)) = (pending_somewhere, timeout) {
             self.timers.sweep_within(now, policy::sweep_interval(t));
         }
+        self.resume_allowances();
+        self.cut_idle();
         if self.judge_laggards() {
             self.timers.sweep_within(now, self.config.pace.grace);
         }
