@@ -6,7 +6,6 @@ use std::fs;
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -158,39 +157,31 @@ pub struct PkiFiles {
     pub ca: PathBuf,
 }
 
-/// A directory of its own under the system's temporary directory, removed when dropped.
+/// A private directory for the PEM files (made by `tempfile`: a random name, mode 0700 on Unix),
+/// removed when dropped. Private keys go in it, so it is never a predictable path under /tmp.
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// A new, empty directory.
+    #[track_caller]
     pub fn new() -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "relay-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix("relay-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        TempDir(dir)
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
 impl Default for TempDir {
     fn default() -> Self {
         TempDir::new()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 
