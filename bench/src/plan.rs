@@ -142,11 +142,7 @@ pub(crate) fn scenarios(
         out.push(Scenario::Room {
             id: "latency-loaded".into(),
             spec: RoomSpec {
-                senders: cli
-                    .senders
-                    .min(check::MAX_PATTERN_SENDERS_WITH_PROBE)
-                    .saturating_sub(1)
-                    .max(1),
+                senders: background_senders(cli),
                 size: 64,
                 messages: if q { 5_000 } else { 100_000 },
                 probe: Some(Probe {
@@ -249,11 +245,7 @@ pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
         room(
             "latency-loaded-cluster",
             RoomSpec {
-                senders: cli
-                    .senders
-                    .min(check::MAX_PATTERN_SENDERS_WITH_PROBE)
-                    .saturating_sub(1)
-                    .max(1),
+                senders: background_senders(cli),
                 size: 64,
                 // 9 senders x 25,000 x 64 B: 13.7 MiB for each reader.
                 messages: if q { 5_000 } else { 25_000 },
@@ -265,4 +257,13 @@ pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
             },
         ),
     ]
+}
+
+/// Pattern senders behind the probe in a loaded latency run: one fewer than the fan-outs use
+/// (and at most what leaves the probe its nibble), at least one.
+fn background_senders(cli: &Cli) -> usize {
+    cli.senders
+        .min(check::MAX_PATTERN_SENDERS_WITH_PROBE)
+        .saturating_sub(1)
+        .max(1)
 }

@@ -31,7 +31,8 @@ pub use process::{start_on_free_port, start_with_retry, Ready, ServerProcess};
 pub use relay_pattern::{free_port, is_retry, Demux, Pattern};
 pub use sockets::{
     connect, connect_when_listening, expect_bytes, expect_closed, join_room, loopback_listener,
-    raise_fd_limit, read_exactly, receive_pattern, set_linger_zero, sync_room, Socketed,
+    raise_fd_limit, read_exactly, read_until_closed, receive_pattern, set_linger_zero, sync_room,
+    Socketed,
 };
 
 /// The bound on every wait. Generous, because CI machines are slow and loaded; a healthy run

@@ -121,6 +121,14 @@ pub fn expect_bytes<S: Socketed + ?Sized>(stream: &mut S, expected: &[u8]) {
 /// bytes came first. Panics if the connection is still open after [`TIMEOUT`].
 #[track_caller]
 pub fn expect_closed(stream: &mut TcpStream) -> usize {
+    read_until_closed(stream).0
+}
+
+/// Reads (plaintext, for TLS) until the stream ends, discarding data. Returns how many bytes
+/// came first and the error that ended it, if it did not end cleanly (a reset, a TLS alert).
+/// Panics if it is still open after [`TIMEOUT`].
+#[track_caller]
+pub fn read_until_closed<S: Socketed + ?Sized>(stream: &mut S) -> (usize, Option<io::Error>) {
     let deadline = Instant::now() + TIMEOUT;
     let mut buf = vec![0; 64 * 1024];
     let mut total = 0;
@@ -131,10 +139,11 @@ pub fn expect_closed(stream: &mut TcpStream) -> usize {
             "connection still open after {TIMEOUT:?} ({total} bytes read)"
         );
         stream
+            .socket()
             .set_read_timeout(Some(left))
             .expect("set_read_timeout");
         match stream.read(&mut buf) {
-            Ok(0) => return total,
+            Ok(0) => return (total, None),
             Ok(n) => total += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
@@ -145,7 +154,7 @@ pub fn expect_closed(stream: &mut TcpStream) -> usize {
             {
                 panic!("connection still open after {TIMEOUT:?} ({total} bytes read)")
             }
-            Err(_) => return total, // reset: closed abruptly, which is also closed
+            Err(e) => return (total, Some(e)),
         }
     }
 }
