@@ -347,6 +347,21 @@ fn find<'a>(records: &'a [Record], scenario: &str, target: &str) -> Option<&'a R
         .find(|r| r.scenario == scenario && r.target == target && r.status == RunStatus::Ok)
 }
 
+/// `figure` of `target` over the same figure of `base` in `scenario`, when both ran ok.
+fn ratio(
+    records: &[Record],
+    scenario: &str,
+    target: &str,
+    base: &str,
+    figure: fn(&Record) -> Option<f64>,
+) -> Option<f64> {
+    let (a, b) = (
+        find(records, scenario, target)?,
+        find(records, scenario, base)?,
+    );
+    Some(figure(a).unwrap_or(0.0) / figure(b).unwrap_or(1.0))
+}
+
 fn verdict(ok: bool) -> String {
     if ok { "met" } else { "MISSED" }.into()
 }
@@ -366,11 +381,7 @@ pub(crate) fn checks(records: &[Record]) -> Vec<Check> {
         if let Some(plain) = t.strip_suffix("+tls") {
             // The targets are for plain TCP; a TLS run is compared with its plain twin.
             for (scenario, what) in [("fanout-64", "64 B"), ("fanout-8k", "8 KiB")] {
-                if let (Some(a), Some(b)) =
-                    (find(records, scenario, t), find(records, scenario, plain))
-                {
-                    let x =
-                        a.deliveries_per_sec.unwrap_or(0.0) / b.deliveries_per_sec.unwrap_or(1.0);
+                if let Some(x) = ratio(records, scenario, t, plain, |r| r.deliveries_per_sec) {
                     out.push(Check {
                         goal: format!("{t}: {what} fan-out deliveries/s vs {plain}"),
                         measured: format!("{x:.2}x"),
@@ -380,22 +391,14 @@ pub(crate) fn checks(records: &[Record]) -> Vec<Check> {
             }
             continue;
         }
-        if let (Some(a), Some(b)) = (
-            find(records, "fanout-64", t),
-            find(records, "fanout-64", "ncat"),
-        ) {
-            let x = a.deliveries_per_sec.unwrap_or(0.0) / b.deliveries_per_sec.unwrap_or(1.0);
+        if let Some(x) = ratio(records, "fanout-64", t, "ncat", |r| r.deliveries_per_sec) {
             out.push(Check {
                 goal: format!("{t}: 64 B fan-out >= 3x ncat deliveries/s"),
                 measured: format!("{x:.2}x"),
                 verdict: verdict(x >= 3.0),
             });
         }
-        if let (Some(a), Some(b)) = (
-            find(records, "fanout-8k", t),
-            find(records, "fanout-8k", "ceiling"),
-        ) {
-            let x = a.mib_per_sec.unwrap_or(0.0) / b.mib_per_sec.unwrap_or(1.0);
+        if let Some(x) = ratio(records, "fanout-8k", t, "ceiling", |r| r.mib_per_sec) {
             out.push(Check {
                 goal: format!("{t}: 8 KiB fan-out >= 0.8x ceiling MiB/s"),
                 measured: format!("{x:.2}x"),
