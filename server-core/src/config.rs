@@ -22,6 +22,11 @@ pub struct Config {
     pub keepalive: Option<Duration>,
     /// Cut a client that has neither sent nor been sent anything for this long; `None`: never.
     pub idle_timeout: Option<Duration>,
+    /// The kernel send buffer (`SO_SNDBUF`) asked for on every accepted socket. Bytes the kernel
+    /// holds are out of the pace's sight, and loopback and fast links let the kernel grow the
+    /// buffer to megabytes, so a cap keeps queueing where the pace can see it. `None`: the OS
+    /// default and its autotuning.
+    pub send_buffer: Option<usize>,
     /// When senders are slowed and which readers stop holding them back (see [`Pace`]).
     pub pace: Pace,
     /// Size of the one read buffer shared by all connections; also the largest chunk relayed.
@@ -60,6 +65,7 @@ impl Default for Config {
             max_rate: None,
             keepalive: Some(Duration::from_secs(60)),
             idle_timeout: None,
+            send_buffer: Some(128 * 1024),
             pace: Pace::default(),
             read_buffer: 64 * 1024,
             accept_burst: 64,

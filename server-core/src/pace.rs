@@ -4,7 +4,8 @@
 //!
 //! - **The room is slower than its senders** (every reader keeps reading, but together they take
 //!   less than the senders write): reading from senders stops while any reader that keeps up has
-//!   more than [`Pace::budget`] bytes queued, so TCP flow control slows the senders and queues
+//!   more than [`Pace::budget`] bytes queued (a sender that sent less than [`Pace::light`] since
+//!   the room was last clear, such as someone typing, is still read), so TCP flow control slows the senders and queues
 //!   stay short. Nobody is cut, nothing is lost, and a message waits behind at most about a budget
 //!   of bytes (plus the kernel's socket buffers), not behind megabytes.
 //! - **One reader is slower than the room** (it stopped, or trickles): it holds the room back for
@@ -26,6 +27,9 @@ pub struct Pace {
     /// How long one reader may stay over the budget, holding the room back, before it is
     /// judged lagging and no longer holds anyone back.
     pub grace: Duration,
+    /// Bytes a sender may still send while the room is held back before it is paused: a chat
+    /// line or a probe goes through at once, a flood waits.
+    pub light: usize,
 }
 
 impl Default for Pace {
@@ -33,6 +37,7 @@ impl Default for Pace {
         Pace {
             budget: 256 * 1024,
             grace: Duration::from_millis(250),
+            light: 16 * 1024,
         }
     }
 }
@@ -108,6 +113,7 @@ mod tests {
         Pace {
             budget: 1000,
             grace: 100 * MS,
+            light: 10,
         }
     }
 

@@ -249,6 +249,11 @@ impl Engine {
         if let Err(e) = stream.set_nodelay(true) {
             debug!(sd, error = %e, "TCP_NODELAY not set");
         }
+        if let Some(size) = self.config.send_buffer {
+            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(size) {
+                debug!(sd, error = %e, "SO_SNDBUF not set");
+            }
+        }
         // A peer that vanishes (power cut, NAT timeout) sends no FIN; keepalive probes find it.
         if let Some(idle) = self.config.keepalive {
             let keepalive = socket2::TcpKeepalive::new().with_time(idle);
@@ -294,6 +299,8 @@ impl Engine {
                 progress: Progress::default(),
                 standing: Standing::default(),
                 read_paused: false,
+                read_while_held: 0,
+                clear_epoch: 0,
                 dirty: false,
                 partial: Vec::new(),
                 member,

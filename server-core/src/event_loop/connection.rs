@@ -44,6 +44,10 @@ pub(super) struct Connection {
     /// Not read while the room is over its pace budget: its read interest is off, so TCP flow
     /// control slows it down.
     pub(super) read_paused: bool,
+    /// Bytes read from it since the room was last clear (in `clear_epoch`), for `Pace::light`.
+    pub(super) read_while_held: usize,
+    /// The engine's clear epoch `read_while_held` counts in.
+    pub(super) clear_epoch: u64,
     /// Already in the flush list this turn.
     pub(super) dirty: bool,
     /// Line mode: the bytes after its last newline, waiting for the rest of the line.

@@ -64,6 +64,9 @@ pub(crate) struct Engine {
     pace_counts: PaceCounts,
     /// Senders not read until the room catches up.
     paused: Vec<Token>,
+    /// Advances at every turn that ends with the room clear: bytes read while it is held back
+    /// are counted per sender within one epoch.
+    clear_epoch: u64,
     /// Senders not read until their allowance refills (`--max-rate`).
     rate_waiting: Vec<Token>,
     /// Connections to flush in this turn's flush phase.
@@ -103,6 +106,7 @@ impl Engine {
             read_again: Vec::new(),
             pace_counts: PaceCounts::default(),
             paused: Vec::new(),
+            clear_epoch: 0,
             rate_waiting: Vec::new(),
             dirty: Vec::new(),
             doomed: Doomed::default(),

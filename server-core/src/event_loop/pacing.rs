@@ -66,7 +66,11 @@ impl Engine {
 
     /// Once nobody holds the room back, reads from every paused sender again.
     pub(super) fn resume_if_clear<B: Backend>(&mut self, backend: &mut B) {
-        if self.room_held_back() || self.paused.is_empty() {
+        if self.room_held_back() {
+            return;
+        }
+        self.clear_epoch += 1;
+        if self.paused.is_empty() {
             return;
         }
         let mut paused = std::mem::take(&mut self.paused);

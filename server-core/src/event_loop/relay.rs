@@ -25,7 +25,13 @@ impl Engine {
         if conn.cut.is_some() || conn.read_paused || conn.rate_wait.is_some() {
             return; // leaving this turn, or waiting for the room or its allowance
         }
-        if conn.member && self.pace_counts.holding_back > 0 {
+        if conn.clear_epoch != self.clear_epoch {
+            conn.clear_epoch = self.clear_epoch;
+            conn.read_while_held = 0;
+        }
+        let light = self.config.pace.light;
+        let held = conn.member && self.pace_counts.holding_back > 0;
+        if held && conn.read_while_held >= light {
             return self.pause_reading(token);
         }
         let allowed = match &mut conn.bucket {
@@ -45,7 +51,12 @@ impl Engine {
             (Delimiting::Messages, true) => self.read_buf.len() - 1,
             _ => self.read_buf.len(),
         }
-        .min(allowed);
+        .min(allowed)
+        .min(if held {
+            light - conn.read_while_held
+        } else {
+            usize::MAX
+        });
         let result = conn.link.recv(&mut self.read_buf[..room]);
         let open = match &result {
             Ok(n) => *n > 0,
@@ -86,6 +97,9 @@ impl Engine {
         };
         let sd = conn.sd;
         conn.last_active = self.now;
+        if held {
+            conn.read_while_held += n;
+        }
         if let Some(bucket) = &mut conn.bucket {
             bucket.take(n);
         }
