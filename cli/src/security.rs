@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use relay_tls::{AccessList, Entry, Gated, Rule};
+use relay_access::{AccessList, Gated, Rule};
+use relay_tls::Entry;
 use server_core::PlainTcp;
 use tracing::info;
 

@@ -12,7 +12,8 @@ use relay_tests::tls::{
 };
 use relay_tests::{connect, expect_closed, Pattern, TestServer};
 use relay_tls::tls::{TlsAcceptor, TlsFiles};
-use relay_tls::{AccessList, Entry, Gated};
+use relay_access::{AccessList, Gated};
+use relay_tls::Entry;
 use rustls::ClientConfig;
 use server_core::Config;
 
