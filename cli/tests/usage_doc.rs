@@ -17,7 +17,9 @@ fn documented_help(doc: &str) -> Vec<String> {
         .trim_start()
         .strip_prefix("```text\n")
         .expect("a ```text block right after the marker");
-    let (block, _) = block.split_once("\n```").expect("the block's closing fence");
+    let (block, _) = block
+        .split_once("\n```")
+        .expect("the block's closing fence");
     block.lines().map(|l| l.trim_end().to_string()).collect()
 }
 
