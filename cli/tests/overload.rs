@@ -8,8 +8,8 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 
 use relay_tests::{
-    connect, connect_when_listening, expect_bytes, expect_closed, free_port, join_room,
-    receive_pattern, Pattern, ServerProcess,
+    connect, connect_when_listening, expect_bytes, expect_closed, join_room, receive_pattern,
+    start_on_free_port, Pattern, ServerProcess,
 };
 
 fn bin() -> &'static str {
@@ -20,26 +20,22 @@ fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-/// Starts the binary (through `sh` when `ulimit_n` is set, so the limit applies to it alone)
-/// and waits until it accepts connections.
+/// Starts the binary (through `sh` when `ulimit_n` is set, so the limit applies to it alone) on
+/// a free port, trying another if a process elsewhere took it first, and waits until it accepts
+/// connections.
 fn start(args: &[&str], ulimit_n: Option<u32>) -> (ServerProcess, u16) {
-    let port = free_port();
-    let port_arg = port.to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.push(&port_arg);
-    let server = match ulimit_n {
-        None => ServerProcess::spawn(Path::new(bin()), &all, &[]),
+    let (mut server, port, _) = match ulimit_n {
+        None => start_on_free_port(Path::new(bin()), args),
         Some(n) => {
             let script = format!("ulimit -n {n} && exec \"$0\" \"$@\"");
             let mut sh_args = vec!["-c", &script, bin()];
-            sh_args.extend(all.iter().copied());
-            ServerProcess::spawn(Path::new("/bin/sh"), &sh_args, &[])
+            sh_args.extend_from_slice(args);
+            start_on_free_port(Path::new("/bin/sh"), &sh_args)
         }
     };
     // `connect_when_listening` connects twice (a probe, then the stream it returns); both leave
     // at once, and their slots are free again once the server logged both removals.
     drop(connect_when_listening(loopback(port)));
-    let mut server = server;
     assert_eq!(server.wait_for_count("removing connection", 2), 2);
     (server, port)
 }
