@@ -133,6 +133,10 @@ run_tests() {
     die "Windows tests failed under Wine: $* (see above)"
 }
 run_tests 900 cargo test --workspace --target "${TARGET}" --locked --no-fail-fast
+# The largest rooms are stress tests (ignored by default); they prove IOCP and Winsock select hold
+# hundreds of clients, so run them here too.
+run_tests 600 cargo test -p relay-tests --test polling --test select --target "${TARGET}" \
+  --locked -- --ignored stress_the_largest_room
 # Each backend-only build of the binary, as on Linux.
 for backend in polling select; do
   run_tests 300 cargo test -p server-cli --no-default-features --features "${backend}" \
@@ -142,9 +146,14 @@ done
 # --- 4. Prove what ran ------------------------------------------------------------------------
 # A green cargo run is not enough: these must have run and passed, under Wine, in this run.
 required=(
-  "polling::a_full_room_all_receive"             # IOCP through polling, 1,000 clients
-  "select::a_full_room_all_receive"              # Winsock select, 300 clients (> 64)
+  "polling::stress_the_largest_room_all_receive" # IOCP through polling, 1,000 clients
+  "select::stress_the_largest_room_all_receive"  # Winsock select, 300 clients (> 64)
   "select::clients_beyond_the_backend_capacity_are_refused_politely"
+  "polling::unknown_socket_is_not_found"         # the Backend contract suite, both backends
+  "select::unknown_socket_is_not_found"
+  "polling::senders_outpacing_a_reading_room_are_slowed_and_nobody_is_cut" # the room's pace
+  "select::a_stopped_and_a_trickling_reader_are_cut_and_the_room_keeps_moving"
+  "select::one_address_takes_at_most_its_seats_and_others_still_get_in"    # fair shares
   "relays_between_clients_and_logs_the_lifecycle" # the server.exe binary, both backends
   "another_socket_cannot_take_the_listening_port"
   "console::tests::a_close_requests_the_stop_and_is_held_until_the_server_stopped"

@@ -3,7 +3,16 @@
 //!
 //! No `#[cfg]` lives here: `BorrowedSocket` is `BorrowedFd` or Windows' `BorrowedSocket`, and
 //! `polling` accepts either.
+//!
+//! # Errors
+//!
+//! `register` returns `AlreadyExists` for a socket already registered and `InvalidInput` for
+//! [`Token::WAKER`]; `reregister` and `deregister` return `NotFound` for a socket that is not
+//! registered, on every platform. `polling` alone does not give the last one everywhere: its
+//! IOCP `delete` (polling 3.11, `src/iocp/mod.rs`) returns `Ok` for an unknown socket, so this
+//! backend keeps the set of sockets it registered and answers `NotFound` itself.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::num::NonZeroUsize;
@@ -11,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polling::{PollMode, Poller};
-use server_core::{Backend, BorrowedSocket, Event, Events, Interest, Token, Wake};
+use server_core::{
+    AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
+};
 
 /// How many OS events one wait collects at most; more stay queued for the next wait.
 const EVENT_CAPACITY: usize = 1024;
@@ -20,6 +31,9 @@ const EVENT_CAPACITY: usize = 1024;
 pub struct PollingBackend {
     poller: Arc<Poller>,
     events: polling::Events,
+    /// The raw numbers of the sockets registered now, so that `deregister` of an unknown socket
+    /// is `NotFound` on every platform (see the crate docs).
+    registered: HashSet<u64>,
 }
 
 impl PollingBackend {
@@ -33,6 +47,7 @@ impl PollingBackend {
         Ok(PollingBackend {
             poller: Arc::new(Poller::new()?),
             events: polling::Events::with_capacity(capacity),
+            registered: HashSet::new(),
         })
     }
 }
@@ -78,8 +93,13 @@ impl Backend for PollingBackend {
         // tolerates as spurious readiness.
         unsafe {
             self.poller
-                .add_with_mode(&socket, interest_event(token, interest), PollMode::Level)
+                .add_with_mode(&socket, interest_event(token, interest), PollMode::Level)?;
         }
+        // A number already in the set can only be a socket that was closed without being
+        // deregistered (the OS forgot it, or `add` would have said `AlreadyExists`); the new
+        // socket with that number takes its place.
+        self.registered.insert(socket.raw_number());
+        Ok(())
     }
 
     fn reregister(
@@ -94,6 +114,13 @@ impl Backend for PollingBackend {
     }
 
     fn deregister(&mut self, socket: BorrowedSocket<'_>) -> io::Result<()> {
+        let raw = socket.raw_number();
+        if !self.registered.remove(&raw) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("socket {raw} is not registered"),
+            ));
+        }
         self.poller.delete(socket)
     }
 

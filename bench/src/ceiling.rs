@@ -13,12 +13,12 @@ use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use polling::{Event, Events, PollMode, Poller};
+use backend_polling::{PollingBackend, PollingWaker};
+use relay_pattern::is_retry;
+use server_core::{AsBorrowedSocket, Backend, Events, Interest, Token, Wake};
 
 use crate::procstat::{self, Meter};
 
-/// The listener's key in the poller (polling reserves `usize::MAX`); clients use their slot index.
-const LISTENER: usize = usize::MAX - 1;
 /// How often the relay looks at its stop flag while idle.
 const TICK: Duration = Duration::from_millis(100);
 /// A client that takes longer than this to accept a write is dropped.
@@ -39,6 +39,8 @@ pub(crate) enum Mangle {
     Corrupt(usize),
     /// Swap the first two bytes of the n-th chunk that has two.
     Swap(usize),
+    /// Send the first byte of the n-th chunk twice.
+    Duplicate(usize),
 }
 
 /// The relay thread; stopped and joined on drop.
@@ -47,7 +49,7 @@ pub(crate) struct CeilingRelay {
     addr: SocketAddr,
     tid: Option<u32>,
     stop: Arc<AtomicBool>,
-    poller: Arc<Poller>,
+    waker: PollingWaker,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -57,16 +59,17 @@ impl CeilingRelay {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let poller = Arc::new(Poller::new()?);
+        let backend = PollingBackend::new()?;
+        let waker = backend.waker();
         let stop = Arc::new(AtomicBool::new(false));
         let (tid_tx, tid_rx) = mpsc::channel();
         let thread = {
-            let (poller, stop) = (Arc::clone(&poller), Arc::clone(&stop));
+            let stop = Arc::clone(&stop);
             thread::Builder::new()
                 .name("ceiling-relay".into())
                 .spawn(move || {
                     let _ = tid_tx.send(procstat::current_tid());
-                    relay(listener, &poller, &stop, mangle);
+                    relay(listener, backend, &stop, mangle);
                 })?
         };
         let tid = tid_rx.recv_timeout(Duration::from_secs(5)).ok().flatten();
@@ -74,7 +77,7 @@ impl CeilingRelay {
             addr,
             tid,
             stop,
-            poller,
+            waker,
             thread: Some(thread),
         })
     }
@@ -93,7 +96,7 @@ impl CeilingRelay {
 impl Drop for CeilingRelay {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = self.poller.notify();
+        let _ = self.waker.wake();
         if let Some(thread) = self.thread.take() {
             // Every blocking call in the relay is bounded (TICK, WRITE_TIMEOUT), so this ends.
             let _ = thread.join();
@@ -102,42 +105,43 @@ impl Drop for CeilingRelay {
 }
 
 /// The relay loop: runs until `stop`.
-fn relay(listener: TcpListener, poller: &Poller, stop: &AtomicBool, mut mangle: Mangle) {
+fn relay(
+    listener: TcpListener,
+    mut backend: PollingBackend,
+    stop: &AtomicBool,
+    mut mangle: Mangle,
+) {
     let mut clients: Vec<Option<TcpStream>> = Vec::new();
-    // SAFETY: the listener is deleted from the poller at the end of this function, before it
-    // is dropped.
-    let added =
-        unsafe { poller.add_with_mode(&listener, Event::readable(LISTENER), PollMode::Level) };
-    if let Err(e) = added {
+    let listening = backend.register(listener.borrowed(), Token::LISTENER, Interest::READABLE);
+    if let Err(e) = listening {
         eprintln!("ceiling relay: {e}");
         return;
     }
-    let mut events = Events::new();
+    let mut events = Events::with_capacity(1024);
     let mut buf = vec![0; CHUNK];
     let mut chunks = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        events.clear();
-        if poller.wait(&mut events, Some(TICK)).is_err() {
+        if backend.wait(&mut events, Some(TICK)).is_err() {
             break;
         }
         for ev in events.iter() {
-            if ev.key == LISTENER {
-                accept_all(&listener, poller, &mut clients);
+            if ev.token == Token::LISTENER {
+                accept_all(&listener, &mut backend, &mut clients);
                 continue;
             }
-            let from = ev.key;
+            let from = ev.token.0;
             let Some(reader) = clients.get_mut(from).and_then(Option::as_mut) else {
                 continue;
             };
             let n = match reader.read(&mut buf) {
                 Ok(0) => {
-                    remove(poller, &mut clients, from);
+                    remove(&mut backend, &mut clients, from);
                     continue;
                 }
                 Ok(n) => n,
                 Err(e) if is_retry(&e) => continue,
                 Err(_) => {
-                    remove(poller, &mut clients, from);
+                    remove(&mut backend, &mut clients, from);
                     continue;
                 }
             };
@@ -151,19 +155,23 @@ fn relay(listener: TcpListener, poller: &Poller, stop: &AtomicBool, mut mangle: 
                     continue;
                 };
                 if writer.write_all(&chunk).is_err() {
-                    remove(poller, &mut clients, to);
+                    remove(&mut backend, &mut clients, to);
                 }
             }
         }
     }
     for i in 0..clients.len() {
-        remove(poller, &mut clients, i);
+        remove(&mut backend, &mut clients, i);
     }
-    let _ = poller.delete(&listener);
+    let _ = backend.deregister(listener.borrowed());
 }
 
 /// Accepts every pending connection into a free slot.
-fn accept_all(listener: &TcpListener, poller: &Poller, clients: &mut Vec<Option<TcpStream>>) {
+fn accept_all(
+    listener: &TcpListener,
+    backend: &mut PollingBackend,
+    clients: &mut Vec<Option<TcpStream>>,
+) {
     while let Ok((stream, _)) = listener.accept() {
         let ok = stream.set_nonblocking(false).is_ok()
             && stream.set_nodelay(true).is_ok()
@@ -176,9 +184,10 @@ fn accept_all(listener: &TcpListener, poller: &Poller, clients: &mut Vec<Option<
             .iter()
             .position(Option::is_none)
             .unwrap_or(clients.len());
-        // SAFETY: every client is deleted from the poller in `remove` before it is dropped, and
-        // `relay` removes every client before it returns.
-        if unsafe { poller.add_with_mode(&stream, Event::readable(slot), PollMode::Level) }.is_err()
+        // Every client is deregistered in `remove` before it is closed.
+        if backend
+            .register(stream.borrowed(), Token(slot), Interest::READABLE)
+            .is_err()
         {
             continue;
         }
@@ -191,10 +200,10 @@ fn accept_all(listener: &TcpListener, poller: &Poller, clients: &mut Vec<Option<
 }
 
 /// Deregisters and closes client `i`, if it is there.
-fn remove(poller: &Poller, clients: &mut [Option<TcpStream>], i: usize) {
+fn remove(backend: &mut PollingBackend, clients: &mut [Option<TcpStream>], i: usize) {
     if let Some(stream) = clients[i].take() {
         // Deregister before close; a failure here leaves nothing to undo.
-        let _ = poller.delete(&stream);
+        let _ = backend.deregister(stream.borrowed());
     }
 }
 
@@ -203,7 +212,7 @@ fn remove(poller: &Poller, clients: &mut [Option<TcpStream>], i: usize) {
 fn damage<'a>(bytes: &'a [u8], n: usize, mangle: &mut Mangle) -> Cow<'a, [u8]> {
     let applies = match *mangle {
         Mangle::None => false,
-        Mangle::Drop(k) | Mangle::Corrupt(k) => k == n,
+        Mangle::Drop(k) | Mangle::Corrupt(k) | Mangle::Duplicate(k) => k == n,
         Mangle::Swap(k) => k <= n && bytes.len() >= 2 && bytes[0] != bytes[1],
     };
     if !applies {
@@ -216,15 +225,8 @@ fn damage<'a>(bytes: &'a [u8], n: usize, mangle: &mut Mangle) -> Cow<'a, [u8]> {
         }
         Mangle::Corrupt(_) => out[0] ^= 0x01,
         Mangle::Swap(_) => out.swap(0, 1),
+        Mangle::Duplicate(_) => out.insert(0, out[0]),
         Mangle::None => {}
     }
     Cow::Owned(out)
-}
-
-/// A socket timeout or an interruption: not an error.
-fn is_retry(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
 }

@@ -7,7 +7,7 @@
 //! byte `>= 0xF0` is a probe byte and every other byte a pattern byte, however the relay splits
 //! and interleaves the chunks.
 
-use relay_tests::{Demux, Pattern};
+use relay_pattern::{Demux, Pattern};
 
 /// Bytes per probe message: one nibble of the timestamp each.
 pub(crate) const PROBE_LEN: usize = 16;

@@ -1,54 +1,93 @@
-//! Percentiles over a sorted sample.
+//! Latency samples in an HDR histogram: fixed memory however long the run, percentiles to three
+//! significant digits (a 1,234 µs sample is reported within 1 µs of its value).
 
-/// The `p`-th percentile (0 < p <= 100) of an ascending `sorted` sample, by nearest rank: the
-/// smallest value with at least p % of the sample at or below it. `None` for an empty sample.
-pub(crate) fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
-    if sorted.is_empty() {
-        return None;
+use hdrhistogram::Histogram;
+
+/// One reader's (or a whole run's) probe latencies, in nanoseconds.
+#[derive(Debug, Clone)]
+pub(crate) struct Latencies(Histogram<u64>);
+
+impl Default for Latencies {
+    fn default() -> Self {
+        // Three significant digits; the range grows as samples need it.
+        Latencies(Histogram::new(3).expect("3 significant digits is a valid precision"))
     }
-    // The small allowance keeps float error (99.9 / 100 * 1000 = 999.0000000000001) off the rank.
-    let rank = (p / 100.0 * sorted.len() as f64 - 1e-9).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// p50, p99, p99.9 and the maximum of an ascending sample, in that order.
-pub(crate) fn summary(sorted: &[u64]) -> Option<[u64; 4]> {
-    Some([
-        percentile(sorted, 50.0)?,
-        percentile(sorted, 99.0)?,
-        percentile(sorted, 99.9)?,
-        *sorted.last()?,
-    ])
+impl Latencies {
+    /// Adds one sample.
+    pub(crate) fn record(&mut self, ns: u64) {
+        // Auto-resizing, so only a value beyond u64's range could fail: there is none.
+        let _ = self.0.record(ns.max(1));
+    }
+
+    /// Adds every sample of `other`.
+    pub(crate) fn add(&mut self, other: &Latencies) {
+        let _ = self.0.add(&other.0);
+    }
+
+    /// How many samples.
+    pub(crate) fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// p50, p99, p99.9 and the maximum, in that order; `None` without samples.
+    pub(crate) fn summary(&self) -> Option<[u64; 4]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let q = |quantile: f64| self.0.value_at_quantile(quantile);
+        Some([q(0.50), q(0.99), q(0.999), self.0.max()])
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn of(samples: impl IntoIterator<Item = u64>) -> Latencies {
+        let mut l = Latencies::default();
+        for s in samples {
+            l.record(s);
+        }
+        l
+    }
+
+    /// Equal to three significant digits.
+    fn near(got: u64, want: u64) -> bool {
+        got.abs_diff(want) <= want / 1000
+    }
+
     #[test]
-    fn nearest_rank_percentiles() {
-        let hundred: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&hundred, 50.0), Some(50));
-        assert_eq!(percentile(&hundred, 99.0), Some(99));
-        assert_eq!(percentile(&hundred, 99.9), Some(100));
-        assert_eq!(percentile(&hundred, 100.0), Some(100));
-        assert_eq!(percentile(&hundred, 0.001), Some(1));
-        let thousand: Vec<u64> = (1..=1000).collect();
-        assert_eq!(summary(&thousand), Some([500, 990, 999, 1000]));
-        assert_eq!(percentile(&[7], 99.9), Some(7));
-        assert_eq!(percentile(&[1, 2], 50.0), Some(1));
-        assert_eq!(percentile(&[1, 2], 51.0), Some(2));
-        assert_eq!(percentile(&[], 50.0), None);
-        assert_eq!(summary(&[]), None);
+    fn percentiles_within_three_significant_digits() {
+        let [p50, p99, p999, max] = of(1..=1000).summary().unwrap();
+        assert!(
+            near(p50, 500) && near(p99, 990) && near(p999, 999),
+            "{p50} {p99} {p999}"
+        );
+        assert!(near(max, 1000), "{max}");
+        let [p50, p99, _, max] = of((1..=1000).map(|us| us * 1000)).summary().unwrap();
+        assert!(near(p50, 500_000) && near(p99, 990_000), "{p50} {p99}");
+        assert!(near(max, 1_000_000), "{max}");
+        assert_eq!(of([]).summary(), None);
     }
 
     #[test]
     fn one_outlier_shows_in_the_tail_not_the_median() {
-        let mut v = vec![100u64; 999];
-        v.push(1_000_000);
-        assert_eq!(summary(&v), Some([100, 100, 100, 1_000_000]));
-        let mut v = vec![100u64; 990];
-        v.extend([5_000; 10]);
-        assert_eq!(summary(&v), Some([100, 100, 5_000, 5_000]));
+        let l = of(std::iter::repeat_n(100, 999).chain([1_000_000]));
+        let [p50, p99, p999, max] = l.summary().unwrap();
+        assert_eq!((p50, p99, p999), (100, 100, 100));
+        assert!(near(max, 1_000_000), "{max}");
+        let l = of(std::iter::repeat_n(100, 990).chain([5_000; 10]));
+        let [p50, _, p999, max] = l.summary().unwrap();
+        assert_eq!(p50, 100);
+        assert!(near(p999, 5_000) && near(max, 5_000), "{p999} {max}");
+    }
+
+    #[test]
+    fn merged_runs_count_every_sample() {
+        let mut a = of([10, 20]);
+        a.add(&of([30]));
+        assert_eq!(a.len(), 3);
     }
 }

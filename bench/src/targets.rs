@@ -4,11 +4,14 @@
 
 use std::fs::File;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use relay_pattern::{free_port, ChildGuard};
+use wait_timeout::ChildExt;
 
 use crate::ceiling::{CeilingRelay, Mangle};
 use crate::procstat::Meter;
@@ -219,7 +222,7 @@ impl Running {
 /// A server child process, killed and reaped on drop.
 #[derive(Debug)]
 pub(crate) struct ServerGuard {
-    child: Child,
+    child: ChildGuard,
     addr: SocketAddr,
 }
 
@@ -242,7 +245,7 @@ impl ServerGuard {
             .spawn()
             .map_err(|e| io::Error::new(e.kind(), format!("{name}: cannot start: {e}")))?;
         let mut guard = ServerGuard {
-            child,
+            child: ChildGuard::new(child),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         };
         guard.wait_accepting(name)?;
@@ -276,25 +279,13 @@ impl ServerGuard {
     }
 }
 
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
+/// The backends chat-bench knows how to pick with `--backend`.
+const BACKENDS: [&str; 2] = ["polling", "select"];
 
-/// A port that was free a moment ago: the OS picked it for a listener that is then closed.
-pub(crate) fn free_port() -> io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
-
-/// The backends a `server --version` line lists: `server 0.1.0 (+polling +select)` or
-/// `(+polling,+select)` give `["polling", "select"]`.
-pub(crate) fn parse_backends(version: &str) -> Vec<String> {
+/// The features a `server --version` line lists: `server 0.1.0 (+polling +select +tls +cluster)`
+/// gives `["polling", "select", "tls", "cluster"]` (the last parenthesised group; a comma
+/// between items is accepted too, and `-name` items are left out).
+pub(crate) fn parse_features(version: &str) -> Vec<String> {
     let Some(open) = version.rfind('(') else {
         return Vec::new();
     };
@@ -312,9 +303,27 @@ pub(crate) fn parse_backends(version: &str) -> Vec<String> {
         .collect()
 }
 
+/// Our server as its `--version` describes it.
+#[derive(Debug, Clone)]
+pub(crate) struct Ours {
+    /// One target per backend it lists.
+    pub(crate) targets: Vec<Target>,
+    /// Its `--version` line.
+    pub(crate) version: String,
+    /// Every feature it lists (backends, `tls`, `cluster`).
+    pub(crate) features: Vec<String>,
+}
+
+impl Ours {
+    /// Whether `--version` lists `feature`.
+    pub(crate) fn has(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+}
+
 /// Our server's targets: one per backend its `--version` lists. If the binary has no
 /// `--backend` option, it runs once, without the flag, named after the first listed backend.
-pub(crate) fn discover_ours(path: &Path) -> io::Result<(Vec<Target>, String)> {
+pub(crate) fn discover_ours(path: &Path) -> io::Result<Ours> {
     let version = output_within(path, &["--version"])?;
     let version = version
         .lines()
@@ -322,80 +331,77 @@ pub(crate) fn discover_ours(path: &Path) -> io::Result<(Vec<Target>, String)> {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let backends = parse_backends(&version);
+    let features = parse_features(&version);
+    let backends: Vec<&String> = features
+        .iter()
+        .filter(|f| BACKENDS.contains(&f.as_str()))
+        .collect();
     let help = output_within(path, &["--help"]).unwrap_or_default();
     let has_flag = help.contains("--backend");
+    let ours = |name: String, backend: Option<String>, flag: bool| Target {
+        name,
+        backend: backend.clone(),
+        kind: Kind::Ours {
+            path: path.to_path_buf(),
+            backend: backend.filter(|_| flag),
+            tls: None,
+        },
+    };
     let targets = if backends.is_empty() || !has_flag {
-        let name = backends.first().cloned();
-        vec![Target {
-            name: format!("server/{}", name.as_deref().unwrap_or("default")),
-            backend: name,
-            kind: Kind::Ours {
-                path: path.to_path_buf(),
-                backend: None,
-                tls: None,
-            },
-        }]
+        let name = backends.first().map(|b| b.to_string());
+        vec![ours(
+            format!("server/{}", name.as_deref().unwrap_or("default")),
+            name,
+            false,
+        )]
     } else {
         backends
             .iter()
-            .map(|b| Target {
-                name: format!("server/{b}"),
-                backend: Some(b.clone()),
-                kind: Kind::Ours {
-                    path: path.to_path_buf(),
-                    backend: Some(b.clone()),
-                    tls: None,
-                },
-            })
+            .map(|b| ours(format!("server/{b}"), Some(b.to_string()), true))
             .collect()
     };
-    Ok((targets, version))
+    Ok(Ours {
+        targets,
+        version,
+        features,
+    })
 }
 
 /// Runs `path args` and returns its stdout, killing it after [`QUERY_TIMEOUT`].
 fn output_within(path: &Path, args: &[&str]) -> io::Result<String> {
-    let mut child = Command::new(path)
+    let child = Command::new(path)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut child = ChildGuard::new(child);
     let mut out = child.stdout.take().expect("piped stdout");
     let reader = thread::spawn(move || {
         let mut s = String::new();
         let _ = io::Read::read_to_string(&mut out, &mut s);
         s
     });
-    let deadline = Instant::now() + QUERY_TIMEOUT;
-    loop {
-        if child.try_wait()?.is_some() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{} {} did not finish", path.display(), args.join(" ")),
-            ));
-        }
-        // Waiting for a short-lived child process, which gives no other notification.
-        thread::sleep(Duration::from_millis(5));
+    if child.wait_timeout(QUERY_TIMEOUT)?.is_none() {
+        // Dropping the guard kills and reaps it.
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{} {} did not finish", path.display(), args.join(" ")),
+        ));
     }
     reader
         .join()
         .map_err(|_| io::Error::other("output reader panicked"))
 }
 
-/// `ncat` on the `PATH` (or the usual place), if installed.
-pub(crate) fn find_ncat() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join("ncat"))
-        .find(|p| p.is_file())
+/// `name` on the `PATH`, else in `/usr/sbin` (Debian puts `nats-server` there, and it is not on
+/// every user's `PATH`).
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    which::which(name).ok().or_else(|| {
+        let sbin = Path::new("/usr/sbin").join(name);
+        sbin.is_file().then_some(sbin)
+    })
 }
 
 #[cfg(test)]
@@ -403,18 +409,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_lines_name_the_backends() {
-        let cases: [(&str, &[&str]); 7] = [
+    fn version_lines_name_the_features() {
+        let cases: [(&str, &[&str]); 8] = [
+            (
+                "server 0.1.0 (+polling +select +tls +cluster)",
+                &["polling", "select", "tls", "cluster"],
+            ),
             ("server 0.1.0 (+polling +select)", &["polling", "select"]),
             ("server 0.1.0 (+polling,+select)", &["polling", "select"]),
             ("server 0.1.0 (+polling, +select)", &["polling", "select"]),
-            ("server 0.1.0 (+polling)", &["polling"]),
+            ("server 0.1.0 (+select +tls)", &["select", "tls"]),
             ("server 0.1.0", &[]),
             ("server 0.1.0 ()", &[]),
             ("server 0.2.0-dev (build x) (+select -polling)", &["select"]),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_backends(line), want, "{line}");
+            assert_eq!(parse_features(line), want, "{line}");
         }
     }
 
@@ -443,30 +453,6 @@ mod tests {
             kind: Kind::Ncat("ncat".into()),
         };
         assert_eq!(ncat.client_limit(), Some(1000));
-    }
-
-    #[test]
-    #[cfg_attr(
-        not(target_os = "linux"),
-        ignore = "runs `sleep` and looks for the reaped child in Linux's /proc"
-    )]
-    fn a_dropped_guard_kills_and_reaps_its_process() {
-        // `sleep` never accepts, so build the guard by hand rather than through `spawn`.
-        let child = Command::new("sleep")
-            .arg("30")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn sleep");
-        let pid = child.id();
-        let guard = ServerGuard {
-            child,
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 9)),
-        };
-        assert!(Path::new(&format!("/proc/{pid}")).exists());
-        drop(guard);
-        // Reaped: the pid no longer names our child (no zombie left behind).
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        assert!(!stat.contains("(sleep)"), "still there: {stat}");
     }
 
     #[test]

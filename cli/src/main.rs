@@ -3,7 +3,7 @@
 //! This file runs the steps in order and maps every error to an exit code: parse the arguments
 //! ([`args`]), run every check that needs no network, install the log subscriber ([`logging`]),
 //! bind ([`listen`]), connect the cluster uplink ([`cluster`]), install the Ctrl-C / SIGTERM
-//! handler ([`signals`]) and hand everything to `server_core::run_with`.
+//! handler ([`signals`]) and hand everything to `server_core::Relay`.
 
 use std::io;
 use std::process::ExitCode;
@@ -98,7 +98,11 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
         config.drain_timeout.as_secs_f64()
     );
     args.security.log_startup();
-    let outcome = match server_core::run_with(listener, backend, door, uplink, &config, &shutdown) {
+    let mut relay = server_core::Relay::new(config).door(listener, door);
+    if let Some(uplink) = uplink {
+        relay = relay.uplink(uplink);
+    }
+    let outcome = match relay.run(backend, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
             Ok(())

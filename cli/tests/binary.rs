@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 
 use relay_tests::{
-    connect_when_listening, expect_bytes, free_port, join_room, start_on_free_port, ServerProcess,
+    expect_bytes, join_room, start_on_free_port, start_with_retry, Ready, ServerProcess,
 };
 
 fn bin() -> &'static Path {
@@ -186,6 +186,11 @@ fn port_in_use_is_reported_and_exits_1() {
 /// `SO_EXCLUSIVEADDRUSE`: a specific address may be bound under a wildcard listener by default,
 /// and `SO_REUSEADDR` lets a socket share even the exact address; either way it takes over
 /// connections meant for the server.
+///
+/// Kept for Windows, where it is the only check of `SO_EXCLUSIVEADDRUSE`. It can fail only on a
+/// real Windows: on Linux and macOS, and under Wine (which maps binds onto Linux sockets), a
+/// second bind to a listening port fails whatever the server sets, so there it passes even if
+/// the server dropped the option. CI has no real Windows; this check is unverified there.
 #[test]
 fn another_socket_cannot_take_the_listening_port() {
     use socket2::{Domain, Socket, Type};
@@ -316,10 +321,10 @@ fn verbose_logs_every_chunk() {
 
 #[test]
 fn quiet_logs_nothing_but_warnings() {
-    // -q: nothing at info, so the startup line is not there to wait for; wait for the exit.
-    let port = free_port();
-    let mut quiet = ServerProcess::spawn(bin(), &["-q", &port.to_string()], &[]);
-    drop(connect_when_listening(loopback(port)));
+    // -q: nothing at info, so there is no startup line to wait for: it is up once it accepts.
+    let (mut quiet, port, _) = start_with_retry(Ready::Accepting, |port| {
+        ServerProcess::spawn(bin(), &["-q", port], &[])
+    });
     let mut clients = join_room(loopback(port), 2);
     clients[0].write_all(b"q").unwrap();
     expect_bytes(&mut clients[1], b"q");
@@ -337,14 +342,9 @@ fn quiet_logs_nothing_but_warnings() {
 
 #[test]
 fn rust_log_overrides_the_flags() {
-    let port = free_port();
-    let mut server =
-        ServerProcess::spawn(bin(), &["-q", &port.to_string()], &[("RUST_LOG", "debug")]);
-    assert!(
-        server.wait_for_line("listening on").is_some(),
-        "{:?}",
-        server.seen
-    );
+    let (mut server, port, _) = start_with_retry(Ready::Line("listening on"), |port| {
+        ServerProcess::spawn(bin(), &["-q", port], &[("RUST_LOG", "debug")])
+    });
     let mut clients = join_room(loopback(port), 2);
     clients[1].write_all(b"abc").unwrap();
     expect_bytes(&mut clients[0], b"abc");

@@ -1,7 +1,7 @@
 //! `--cluster`: several `server` processes sharing one room through a real `nats-server` on a
-//! port picked at run time. Tests that need nats-server skip with a message when it cannot be
-//! started (CI sets `RELAY_REQUIRE_NATS=1`, which makes them fail instead), and are ignored on
-//! Windows, where the Wine run cannot start Linux's nats-server.
+//! port picked at run time. Tests that need nats-server are ignored by a plain `cargo test`; run
+//! them with `cargo test -p server-cli --features cluster -- --ignored` (CI installs
+//! nats-server and does), where a missing nats-server fails them, saying how to install it.
 #![cfg(feature = "cluster")]
 
 use std::io::{self, Read, Write};
@@ -11,8 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use relay_tests::{
-    connect, expect_bytes, expect_closed, free_port, nats_server_or_skip, start_on_free_port,
-    sync_room, Demux, Pattern, ServerProcess, TIMEOUT,
+    connect, expect_bytes, expect_closed, free_port, nats_server, start_on_free_port, sync_room,
+    Demux, Pattern, ServerProcess, TIMEOUT,
 };
 
 fn bin() -> &'static Path {
@@ -82,7 +82,12 @@ fn count(summary: &str, what: &str) -> u64 {
     digits.chars().rev().collect::<String>().parse().unwrap()
 }
 
-/// Sender `s` writes `total` bytes of its pattern in writes of 1 to 3,000 bytes.
+/// Bytes in a sender's end marker: `0xF0 | s` each, which no pattern of fewer than 15 senders
+/// contains.
+const MARKER_LEN: usize = 4;
+
+/// Sender `s` writes `total` bytes of its pattern in writes of 1 to 3,000 bytes, then its end
+/// marker.
 fn send_pattern(mut stream: TcpStream, s: usize, total: usize) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let bytes = Pattern::bytes(s, 0, total);
@@ -94,27 +99,59 @@ fn send_pattern(mut stream: TcpStream, s: usize, total: usize) -> thread::JoinHa
             stream.write_all(&bytes[at..end]).expect("send pattern");
             at = end;
         }
+        let marker = [0xF0 | s as u8; MARKER_LEN];
+        stream.write_all(&marker).expect("send the end marker");
     })
 }
 
+/// Feeds what arrives to `demux` until every sender in `from` has sent its end marker. A relay
+/// keeps each sender's bytes in order, so a late duplicate of any of them would come before
+/// that marker, and `demux` would reject it as more than was sent.
+#[track_caller]
+fn receive_until_markers(stream: &mut TcpStream, demux: &mut Demux, from: &[usize]) {
+    let mut markers = [0; Pattern::SENDERS];
+    let deadline = Instant::now() + TIMEOUT;
+    let mut buf = vec![0; 64 * 1024];
+    while from.iter().any(|&s| markers[s] < MARKER_LEN) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "only {:?} and markers {markers:?} arrived",
+            demux.seen
+        );
+        stream.set_read_timeout(Some(left)).unwrap();
+        let n = match stream.read(&mut buf) {
+            Ok(0) => panic!("closed after {:?}", demux.seen),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!("read after {:?}: {e}", demux.seen),
+        };
+        for run in buf[..n].chunk_by(|a, b| (*a >= 0xF0) == (*b >= 0xF0)) {
+            if run[0] < 0xF0 {
+                demux.feed(run).unwrap_or_else(|e| panic!("{e}"));
+                continue;
+            }
+            for &b in run {
+                let s = usize::from(b & 0x0F);
+                assert!(
+                    Some(s) != demux.me() && markers[s] < MARKER_LEN,
+                    "unexpected end-marker byte {b:#04x}"
+                );
+                markers[s] += 1;
+            }
+        }
+    }
+}
+
 /// Reads until every one of `senders` senders' `per_sender` bytes arrived, complete, in order,
-/// once, and never `me`'s own.
+/// once, and never `me`'s own: everything before each other sender's end marker.
 #[track_caller]
 fn receive_all(stream: &mut TcpStream, senders: usize, me: Option<usize>, per_sender: usize) {
     let mut demux = Demux::expecting(senders, me, per_sender);
-    let expected = per_sender * (senders - usize::from(me.is_some()));
-    let deadline = Instant::now() + TIMEOUT;
-    let mut buf = vec![0; 64 * 1024];
-    while demux.total() < expected {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "only {:?} arrived", demux.seen);
-        stream.set_read_timeout(Some(left)).unwrap();
-        match stream.read(&mut buf) {
-            Ok(0) => panic!("closed after {:?}", demux.seen),
-            Ok(n) => demux.feed(&buf[..n]).unwrap_or_else(|e| panic!("{e}")),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => panic!("read after {:?}: {e}", demux.seen),
-        }
+    let from: Vec<usize> = (0..senders).filter(|&s| Some(s) != me).collect();
+    receive_until_markers(stream, &mut demux, &from);
+    for s in from {
+        assert_eq!(demux.seen[s], per_sender, "sender {s}: {:?}", demux.seen);
     }
 }
 
@@ -166,14 +203,9 @@ fn ping_until_heard(from: &mut TcpStream, to: &mut TcpStream, carry: &mut Vec<u8
 }
 
 #[test]
-#[cfg_attr(
-    windows,
-    ignore = "needs Linux's nats-server, which the Wine run cannot start"
-)]
+#[ignore = "needs nats-server: run with --ignored (CI does)"]
 fn three_nodes_form_one_room_every_byte_once_in_order() {
-    let Some(nats) = nats_server_or_skip("three_nodes_form_one_room") else {
-        return;
-    };
+    let nats = nats_server();
     let url = nats.url();
     let mut nodes: Vec<Node> = (0..3)
         .map(|_| Node::start(&url, &["--room", "r1"]))
@@ -195,10 +227,6 @@ fn three_nodes_form_one_room_every_byte_once_in_order() {
     for s in senders {
         s.join().expect("sender");
     }
-    // Nothing more: no duplicate arrives late.
-    for client in &mut clients {
-        assert_eq!(read_for(client, Duration::from_millis(100)), b"");
-    }
     drop(clients);
     for node in nodes {
         let summary = node.stop();
@@ -210,14 +238,9 @@ fn three_nodes_form_one_room_every_byte_once_in_order() {
 }
 
 #[test]
-#[cfg_attr(
-    windows,
-    ignore = "needs Linux's nats-server, which the Wine run cannot start"
-)]
+#[ignore = "needs nats-server: run with --ignored (CI does)"]
 fn line_mode_keeps_lines_whole_and_ids_are_per_node() {
-    let Some(nats) = nats_server_or_skip("line_mode_keeps_lines_whole") else {
-        return;
-    };
+    let nats = nats_server();
     let args = ["--framing", "line", "--tag", "--announce"];
     let (mut a, mut b) = (
         Node::start(&nats.url(), &args),
@@ -236,14 +259,9 @@ fn line_mode_keeps_lines_whole_and_ids_are_per_node() {
 }
 
 #[test]
-#[cfg_attr(
-    windows,
-    ignore = "needs Linux's nats-server, which the Wine run cannot start"
-)]
+#[ignore = "needs nats-server: run with --ignored (CI does)"]
 fn nats_killed_and_restarted_mid_run_loses_only_the_outage() {
-    let Some(mut nats) = nats_server_or_skip("nats_killed_and_restarted") else {
-        return;
-    };
+    let mut nats = nats_server();
     let url = nats.url();
     let (mut a, mut b) = (Node::start(&url, &[]), Node::start(&url, &[]));
     let mut on_a = a.clients(2);
@@ -316,14 +334,9 @@ fn nats_killed_and_restarted_mid_run_loses_only_the_outage() {
 }
 
 #[test]
-#[cfg_attr(
-    windows,
-    ignore = "needs Linux's nats-server, which the Wine run cannot start"
-)]
+#[ignore = "needs nats-server: run with --ignored (CI does)"]
 fn a_node_killed_with_sigkill_does_not_disturb_the_others() {
-    let Some(nats) = nats_server_or_skip("a_node_killed_with_sigkill") else {
-        return;
-    };
+    let nats = nats_server();
     let url = nats.url();
     let mut nodes: Vec<Node> = (0..3).map(|_| Node::start(&url, &[])).collect();
     let mut clients: Vec<TcpStream> = nodes.iter_mut().flat_map(|n| n.clients(1)).collect();
@@ -352,14 +365,7 @@ fn a_node_killed_with_sigkill_does_not_disturb_the_others() {
     for (me, client) in clients.iter_mut().enumerate() {
         let other = 1 - me;
         let mut demux = Demux::expecting(3, Some(me), usize::MAX);
-        let deadline = Instant::now() + TIMEOUT;
-        let mut buf = vec![0; 64 * 1024];
-        while demux.seen[other] < PER_SENDER {
-            assert!(Instant::now() < deadline, "only {:?} arrived", demux.seen);
-            let n = client.read(&mut buf).expect("read");
-            assert!(n > 0, "closed after {:?}", demux.seen);
-            demux.feed(&buf[..n]).unwrap_or_else(|e| panic!("{e}"));
-        }
+        receive_until_markers(client, &mut demux, &[other]);
         assert_eq!(demux.seen[other], PER_SENDER);
     }
     for s in senders {
@@ -373,14 +379,9 @@ fn a_node_killed_with_sigkill_does_not_disturb_the_others() {
 }
 
 #[test]
-#[cfg_attr(
-    windows,
-    ignore = "needs Linux's nats-server, which the Wine run cannot start"
-)]
+#[ignore = "needs nats-server: run with --ignored (CI does)"]
 fn an_optional_node_relays_locally_without_nats_and_joins_when_it_appears() {
-    let Some(mut nats) = nats_server_or_skip("an_optional_node") else {
-        return;
-    };
+    let mut nats = nats_server();
     let url = nats.url();
     nats.kill();
     let mut lonely = Node::start(&url, &["--cluster-optional"]);
@@ -401,8 +402,9 @@ fn an_optional_node_relays_locally_without_nats_and_joins_when_it_appears() {
 
 #[test]
 fn nats_unreachable_at_start_exits_1_naming_the_url() {
-    let url = format!("nats://127.0.0.1:{}", free_port());
-    let port = free_port().to_string();
+    // Nothing listens on the URL's port; the server exits before it would bind its own.
+    let url = format!("nats://127.0.0.1:{}", free_port().unwrap());
+    let port = free_port().unwrap().to_string();
     let mut server = ServerProcess::spawn(bin(), &["--cluster", &url, &port], &[]);
     let (status, output) = server.wait_exit();
     assert_eq!(status.code(), Some(1), "{output}");
@@ -415,7 +417,7 @@ fn nats_unreachable_at_start_exits_1_naming_the_url() {
 
 #[test]
 fn cluster_options_are_checked() {
-    let port = free_port().to_string();
+    let port = free_port().expect("a free port").to_string();
     let cases: [(&[&str], &str); 2] = [
         (
             &["--room", "r", &port],

@@ -144,7 +144,7 @@ fn stats_lines_count_a_known_exchange() {
     };
     assert!(line.contains("stats: 3 clients now"), "{line}");
     assert!(line.contains("3 clients served (peak 3)"), "{line}");
-    assert!(line.contains("4 messages /"), "{line}");
+    assert!(line.contains("4 messages queued /"), "{line}");
     assert!(line.contains("cut: 0 left"), "{line}");
 }
 

@@ -23,7 +23,7 @@ fn start(args: &[&str]) -> (ServerProcess, u16) {
 /// its output.
 fn fails(args: &[&str]) -> String {
     let mut all = args.to_vec();
-    let port = free_port().to_string();
+    let port = free_port().expect("a free port").to_string();
     all.push(&port);
     let mut server = ServerProcess::spawn(bin(), &all, &[]);
     let (status, output) = server.wait_exit();

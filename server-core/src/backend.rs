@@ -57,21 +57,46 @@ impl<T: std::os::windows::io::AsSocket> AsBorrowedSocket for T {
 
 /// Identifies a registered socket in the events a backend reports.
 ///
-/// The engine uses the connection pool's slab key as the token. Two values at the top of the
-/// range are reserved: [`Token::LISTENER`] and [`Token::WAKER`].
+/// The engine uses the connection pool's slab key as the token. The top of the range is
+/// reserved: [`Token::WAKER`], and below it one token per listener ([`Token::door`]; the first is
+/// [`Token::LISTENER`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token(pub usize);
 
 impl Token {
-    /// The listening socket's token.
-    pub const LISTENER: Token = Token(usize::MAX - 1);
+    /// The first (or only) listening socket's token: `Token::door(0)`.
+    pub const LISTENER: Token = Token::door(0);
+    /// Most listeners ("doors") one engine serves.
+    pub const MAX_DOORS: usize = 16;
     /// Reserved for a backend's internal wake-up source; never reported to the engine.
     /// (`polling` reserves `usize::MAX` for the same purpose.)
     pub const WAKER: Token = Token(usize::MAX);
 
+    /// The token of listener number `index` (below [`Token::MAX_DOORS`]).
+    pub const fn door(index: usize) -> Token {
+        assert!(
+            index < Token::MAX_DOORS,
+            "more listeners than Token::MAX_DOORS"
+        );
+        Token(usize::MAX - 1 - index)
+    }
+
+    /// Which listener this token names, if it is a door's.
+    pub const fn door_index(self) -> Option<usize> {
+        if self.0 == usize::MAX {
+            return None; // the waker's
+        }
+        let index = usize::MAX - 1 - self.0;
+        if index < Token::MAX_DOORS {
+            Some(index)
+        } else {
+            None
+        }
+    }
+
     /// Whether this token is one of the reserved values, which no connection may use.
     pub const fn is_reserved(self) -> bool {
-        self.0 >= Token::LISTENER.0
+        self.0 >= usize::MAX - Token::MAX_DOORS
     }
 }
 
@@ -211,7 +236,8 @@ pub trait Wake: Send + Sync + 'static {
 ///   breaks this rule, though it may then report errors or stale events.
 /// - **One waker.** [`waker`] returns a cloneable, thread-safe handle whose [`Wake::wake`] makes a
 ///   blocked [`wait`] return, and whose wake-ups are never reported as events.
-/// - **Reserved tokens.** [`Token::LISTENER`] may be registered; [`Token::WAKER`] never is.
+/// - **Reserved tokens.** Door tokens ([`Token::door`], [`Token::LISTENER`]) may be registered;
+///   [`Token::WAKER`] never is.
 ///
 /// # Errors
 ///
@@ -287,6 +313,11 @@ mod tests {
         assert!(Token::LISTENER.is_reserved());
         assert!(Token::WAKER.is_reserved());
         assert!(!Token(0).is_reserved());
-        assert!(!Token(usize::MAX - 2).is_reserved());
+        assert!(Token::door(Token::MAX_DOORS - 1).is_reserved());
+        assert!(!Token(usize::MAX - 1 - Token::MAX_DOORS).is_reserved());
+        assert_eq!(Token::LISTENER.door_index(), Some(0));
+        assert_eq!(Token::door(3).door_index(), Some(3));
+        assert_eq!(Token::WAKER.door_index(), None);
+        assert_eq!(Token(0).door_index(), None);
     }
 }

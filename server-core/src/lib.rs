@@ -36,18 +36,29 @@
 //! ```
 
 mod backend;
+mod config;
+mod event_loop;
+mod fair;
 mod framing;
 mod link;
+mod pace;
 mod policy;
 mod pool;
 mod queue;
-mod server;
+mod run;
+mod shutdown;
+mod summary;
 
 pub use backend::{
     AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
 };
+pub use config::Config;
+pub use fair::Rate;
 pub use framing::{Framing, LineOptions};
-pub use link::{Acceptor, Admission, Link, PlainTcp, Uplink, UplinkStats};
+pub use link::{Acceptor, Admission, Delimiting, Encoding, Link, PlainTcp, Uplink, UplinkStats};
+pub use pace::Pace;
 pub use pool::Pool;
 pub use queue::{OutQueue, MAX_SLICES};
-pub use server::{run, run_with, Config, DropReason, Shutdown, Summary};
+pub use run::{run, Relay};
+pub use shutdown::Shutdown;
+pub use summary::{DropReason, Summary};

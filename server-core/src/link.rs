@@ -4,12 +4,17 @@
 //!   The engine reads and writes *application* bytes through it and asks it what readiness it
 //!   needs; a layer keeps its own records and handshake to itself.
 //! - An [`Acceptor`] turns each accepted TCP stream into a link, or refuses it (an access list).
+//!   Each listener ("door") has its own acceptor, and one room holds the links of every door.
+//! - A link says how its bytes divide into messages ([`Delimiting`]) and how the room's messages
+//!   are put on its wire ([`Encoding`]), so a message-framed link (WebSocket) relays whole
+//!   messages, encoded once per message for all the links that share its encoding.
 //! - An [`Uplink`] joins the room to other relays: every message local clients send goes out
 //!   through it, and messages from elsewhere come in and reach every local client.
 //!
 //! All three are traits so that `server-core` stays free of OS calls and of TLS or network
 //! libraries; the implementations live in their own crates and the binary picks them.
 
+use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
@@ -68,6 +73,59 @@ pub trait Link: AsBorrowedSocket {
     fn has_buffered_input(&self) -> bool {
         false
     }
+
+    /// How this link's input divides into messages. Read once, when the link is admitted.
+    fn delimiting(&self) -> Delimiting {
+        Delimiting::Stream
+    }
+
+    /// How the room's messages are put on this link's wire. Read once, when the link is admitted.
+    fn encoding(&self) -> Encoding {
+        Encoding::IDENTITY
+    }
+}
+
+/// How a link's input divides into messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delimiting {
+    /// A byte stream (TCP, TLS): raw mode relays each read as one chunk, line mode cuts lines.
+    #[default]
+    Stream,
+    /// Each successful [`Link::recv`] returns exactly one whole message (a WebSocket message):
+    /// raw mode relays it as one chunk, line mode as one line (a newline is added when missing).
+    Messages,
+}
+
+/// How the room's messages are put on one kind of link's wire: a name that identifies the
+/// encoding (links that report equal ones share one encoded copy of each message) and the
+/// function that encodes.
+#[derive(Clone, Copy)]
+pub struct Encoding {
+    /// Identifies the encoding; [`Encoding::IDENTITY`] is `0`.
+    pub id: u8,
+    /// Appends `message` as it goes on the wire to `out`. `lines` is true in line mode, where a
+    /// message is one or more whole lines (a message-framed link sends each line as one message).
+    /// Not called for [`Encoding::IDENTITY`].
+    pub encode: fn(message: &[u8], lines: bool, out: &mut Vec<u8>),
+}
+
+impl Encoding {
+    /// Bytes as they are: plain TCP and TLS (which encrypts in [`Link::send`]).
+    pub const IDENTITY: Encoding = Encoding {
+        id: 0,
+        encode: |message, _, out| out.extend_from_slice(message),
+    };
+
+    /// Whether messages go on the wire unchanged.
+    pub fn is_identity(&self) -> bool {
+        self.id == 0
+    }
+}
+
+impl fmt::Debug for Encoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encoding").field("id", &self.id).finish()
+    }
 }
 
 impl Link for TcpStream {
@@ -101,6 +159,33 @@ pub trait Acceptor {
     ///
     /// Setting the connection up failed; it is closed and logged, and the server goes on.
     fn accept(&mut self, stream: TcpStream, peer: SocketAddr) -> io::Result<Admission<Self::Link>>;
+}
+
+/// An [`Acceptor`] whose links are boxed, so that doors of different link types share a room.
+pub(crate) trait AnyAcceptor {
+    /// [`Acceptor::accept`], with the link boxed.
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<Admission<Box<dyn Link>>>;
+}
+
+impl<A> AnyAcceptor for A
+where
+    A: Acceptor,
+    A::Link: 'static,
+{
+    fn admit(
+        &mut self,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<Admission<Box<dyn Link>>> {
+        Ok(match Acceptor::accept(self, stream, peer)? {
+            Admission::Admit(link) => Admission::Admit(Box::new(link)),
+            Admission::Refuse => Admission::Refuse,
+        })
+    }
 }
 
 /// Admits every connection as plain TCP: the seed's behaviour.

@@ -42,6 +42,11 @@ impl Progress {
         };
     }
 
+    /// Whether bytes have waited with no write progress for `span` at `now`.
+    pub(crate) fn stalled_for(&self, span: Duration, now: Instant) -> bool {
+        self.deadline(span).is_some_and(|at| now >= at)
+    }
+
     /// When the write timeout would expire, if bytes are waiting.
     pub(crate) fn deadline(&self, write_timeout: Duration) -> Option<Instant> {
         self.stalled_since.map(|since| since + write_timeout)

@@ -107,11 +107,24 @@ impl OutQueue {
     ///
     /// Any other error from the writer, and `WriteZero` if it accepts nothing.
     pub fn write_to<W: Write + ?Sized>(&mut self, writer: &mut W) -> io::Result<usize> {
+        self.write_with(|bufs| writer.write_vectored(bufs))
+    }
+
+    /// [`OutQueue::write_to`] through a vectored send function (a link's `send`), with the same
+    /// results and errors.
+    ///
+    /// # Errors
+    ///
+    /// As [`OutQueue::write_to`].
+    pub fn write_with(
+        &mut self,
+        mut send: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
         let mut written = 0;
         while !self.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let filled = self.fill_slices(&mut slices);
-            match writer.write_vectored(&slices[..filled]) {
+            match send(&slices[..filled]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.advance(n);

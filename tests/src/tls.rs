@@ -3,12 +3,10 @@
 //! bounded waits.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -19,7 +17,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use crate::{connect, Socketed, TIMEOUT};
+use crate::sockets::read_until_closed;
+use crate::{connect, Socketed};
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Debug, Clone)]
@@ -158,27 +157,25 @@ pub struct PkiFiles {
     pub ca: PathBuf,
 }
 
-/// A directory of its own under the system's temporary directory, removed when dropped.
+/// A private directory for the PEM files (made by `tempfile`: a random name, mode 0700 on Unix),
+/// removed when dropped. Private keys go in it, so it is never a predictable path under /tmp.
 #[derive(Debug)]
-pub struct TempDir(PathBuf);
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
     /// A new, empty directory.
+    #[track_caller]
     pub fn new() -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "relay-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create a temporary directory");
-        TempDir(path)
+        let dir = tempfile::Builder::new()
+            .prefix("relay-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        TempDir(dir)
     }
 
     /// Its path.
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 }
 
@@ -188,13 +185,7 @@ impl Default for TempDir {
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A blocking TLS client; its socket's reads and writes are bounded by [`TIMEOUT`].
+/// A blocking TLS client; its socket's reads and writes are bounded by [`TIMEOUT`](crate::TIMEOUT).
 pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
 impl Socketed for TlsStream {
@@ -203,7 +194,7 @@ impl Socketed for TlsStream {
     }
 }
 
-/// Connects to `addr` and completes the handshake (bounded by [`TIMEOUT`]), naming the server
+/// Connects to `addr` and completes the handshake (bounded by [`TIMEOUT`](crate::TIMEOUT)), naming the server
 /// `localhost`.
 pub fn tls_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<TlsStream> {
     let sock = connect(addr);
@@ -232,34 +223,8 @@ pub fn tls_join_room(addr: SocketAddr, config: &Arc<ClientConfig>, n: usize) -> 
 }
 
 /// Reads until the server ends the TLS stream (close_notify, end of stream, an alert or a reset);
-/// returns the error the client saw, if any. Panics if it is still open after [`TIMEOUT`].
+/// returns the error the client saw, if any. Panics if it is still open after [`TIMEOUT`](crate::TIMEOUT).
 #[track_caller]
 pub fn tls_expect_closed(stream: &mut TlsStream) -> Option<io::Error> {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut buf = vec![0; 64 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(
-            !left.is_zero(),
-            "TLS connection still open after {TIMEOUT:?}"
-        );
-        stream
-            .sock
-            .set_read_timeout(Some(left))
-            .expect("set_read_timeout");
-        match stream.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                panic!("TLS connection still open after {TIMEOUT:?}")
-            }
-            Err(e) => return Some(e),
-        }
-    }
+    read_until_closed(stream).1
 }

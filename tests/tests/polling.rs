@@ -11,4 +11,6 @@ mod polling {
     }
 
     include!("suite/behaviour.rs");
+    include!("suite/pace.rs");
+    include!("suite/fair.rs");
 }

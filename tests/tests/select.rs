@@ -14,6 +14,8 @@ mod select {
     }
 
     include!("suite/behaviour.rs");
+    include!("suite/pace.rs");
+    include!("suite/fair.rs");
 
     #[test]
     fn clients_beyond_the_backend_capacity_are_refused_politely() {

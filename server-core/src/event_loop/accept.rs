@@ -1,0 +1,345 @@
+//! Doors: the listeners, their admission of newcomers, the back-off when the process runs out of
+//! descriptors, and the spare descriptor. The only code that touches a listener.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Instant;
+
+use tracing::{debug, info, warn};
+
+use super::connection::Connection;
+use super::Engine;
+use crate::backend::{AsBorrowedSocket, Backend, Interest, Token};
+use crate::fair::{address_key, Bucket, Seats};
+use crate::link::{Admission, AnyAcceptor};
+use crate::pace::Standing;
+use crate::policy::{self, Progress};
+use crate::queue::OutQueue;
+
+/// One listener and the acceptor that turns its connections into links.
+pub(crate) struct Door {
+    listener: TcpListener,
+    acceptor: Box<dyn AnyAcceptor>,
+    /// A newcomer is waiting: noted in the read phase, served in the admit phase.
+    ready: bool,
+}
+
+impl Door {
+    pub(crate) fn new(listener: TcpListener, acceptor: Box<dyn AnyAcceptor>) -> Self {
+        Door {
+            listener,
+            acceptor,
+            ready: false,
+        }
+    }
+
+    /// Makes the listener non-blocking and registers it under door `index`'s token.
+    pub(crate) fn open<B: Backend>(&self, index: usize, backend: &mut B) -> io::Result<()> {
+        self.listener.set_nonblocking(true)?;
+        backend.register(
+            self.listener.borrowed(),
+            Token::door(index),
+            Interest::READABLE,
+        )
+    }
+}
+
+/// Every door, and what they share: the accept pause and the spare descriptor.
+pub(super) struct Doors {
+    doors: Vec<Door>,
+    /// While set, accepting is paused (on every door) until this instant.
+    paused_until: Option<Instant>,
+    /// A connection left during a pause: a descriptor is free, so try accepting again.
+    early_resume: bool,
+    /// A duplicate of the first listener, closed to make room for one accept when the process
+    /// runs out of descriptors, so the excess client gets a clean close instead of hanging.
+    spare: Option<TcpListener>,
+    /// Clients refused for want of descriptors in the current episode; `None` outside one.
+    out_of_fds: Option<u64>,
+    /// Clients connected now per address, for `max_per_address`.
+    pub(super) seats: Seats,
+}
+
+impl Doors {
+    pub(super) fn new(doors: Vec<Door>) -> Self {
+        let spare = doors.first().and_then(|d| d.listener.try_clone().ok());
+        Doors {
+            doors,
+            paused_until: None,
+            early_resume: false,
+            spare,
+            out_of_fds: None,
+            seats: Seats::default(),
+        }
+    }
+
+    pub(super) fn note_ready(&mut self, index: usize) {
+        if let Some(door) = self.doors.get_mut(index) {
+            door.ready = true;
+        }
+    }
+
+    pub(super) fn paused_until(&self) -> Option<Instant> {
+        self.paused_until
+    }
+
+    /// A connection left: if accepting is paused, a descriptor is free again.
+    pub(super) fn seat_freed(&mut self) {
+        if self.paused_until.is_some() {
+            self.early_resume = true;
+        }
+    }
+
+    /// Sets every listener's interest (pausing with [`Interest::NONE`]).
+    pub(super) fn set_interest<B: Backend>(&self, interest: Interest, backend: &mut B) {
+        for (index, door) in self.doors.iter().enumerate() {
+            if let Err(e) =
+                backend.reregister(door.listener.borrowed(), Token::door(index), interest)
+            {
+                warn!(error = %e, ?interest, "could not change a listener's interest");
+            }
+        }
+    }
+
+    /// Deregisters every listener while it is still open; they close as they drop.
+    pub(super) fn close<B: Backend>(&mut self, backend: &mut B) {
+        for door in self.doors.drain(..) {
+            let _ = backend.deregister(door.listener.borrowed());
+        }
+    }
+}
+
+impl Engine {
+    /// The admit phase: ends a due accept pause, then accepts a bounded burst at each door that
+    /// has newcomers. Runs after the reaper, so seats freed this turn are offered at once.
+    pub(super) fn admit<B: Backend>(&mut self, backend: &mut B) {
+        let early = std::mem::take(&mut self.doors.early_resume);
+        if let Some(until) = self.doors.paused_until {
+            if !early && self.now < until {
+                return;
+            }
+            self.doors.paused_until = None;
+            self.doors.set_interest(Interest::READABLE, backend);
+            debug!("accepting new connections again");
+        }
+        for index in 0..self.doors.doors.len() {
+            if std::mem::take(&mut self.doors.doors[index].ready) {
+                self.accept_burst(index, backend);
+            }
+        }
+    }
+
+    /// Accepts up to `accept_burst` pending connections at door `index`.
+    fn accept_burst<B: Backend>(&mut self, index: usize, backend: &mut B) {
+        // Whether the previous accept failed with an error we cannot name portably.
+        let mut failed_before = false;
+        for _ in 0..self.config.accept_burst {
+            if self.doors.paused_until.is_some() {
+                return;
+            }
+            match self.doors.doors[index].listener.accept() {
+                Ok((stream, peer)) if self.pool.len() >= self.max_clients => {
+                    failed_before = false;
+                    self.refuse_full(stream.raw_number(), peer, None);
+                }
+                Ok((stream, peer)) => {
+                    failed_before = false;
+                    self.add(index, stream, peer, backend);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // The client gave up before we got to it, or a signal arrived: nothing to do.
+                // (Wine reports a connection reset while in the backlog as WSAENOTCONN.)
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::NotConnected
+                    ) =>
+                {
+                    debug!(error = %e, "accept: transient error, skipped");
+                }
+                // Linux reports some errors pending on the new connection itself (EPROTO,
+                // EHOSTUNREACH, ...; see accept(2)) from accept, and that connection is then gone:
+                // the next accept goes on. Running out of descriptors instead fails again at once
+                // on the same connection, so only a repeated failure is treated as exhaustion.
+                Err(e) if !failed_before => {
+                    failed_before = true;
+                    debug!(error = %e, "accept: transient error, skipped");
+                }
+                Err(e) => {
+                    self.out_of_descriptors(index, &e, backend);
+                }
+            }
+        }
+    }
+
+    /// Typically EMFILE/ENFILE. Refuses the head of the backlog with the spare descriptor, or,
+    /// with no spare to spend, pauses accepting (a level-triggered listener would otherwise fire
+    /// again at once); a departure ends the pause early.
+    fn out_of_descriptors<B: Backend>(&mut self, index: usize, e: &io::Error, backend: &mut B) {
+        if self.doors.out_of_fds.is_none() {
+            warn!(
+                clients = self.pool.len(),
+                "accept failed: {e}; refusing new clients until some leave"
+            );
+            self.doors.out_of_fds = Some(0);
+        }
+        if self.refuse_with_spare(index) {
+            return;
+        }
+        debug!(
+            backoff_ms = self.config.accept_backoff.as_millis() as u64,
+            "pausing new connections"
+        );
+        self.doors.paused_until = Some(self.now + self.config.accept_backoff);
+        self.doors.set_interest(Interest::NONE, backend);
+    }
+
+    /// Spends the spare descriptor to accept the client at the head of door `index`'s backlog
+    /// and close it at once, then takes the spare back. Returns whether the spare is back, i.e.
+    /// whether accepting may go on.
+    fn refuse_with_spare(&mut self, index: usize) -> bool {
+        let Some(spare) = self.doors.spare.take() else {
+            return false;
+        };
+        drop(spare);
+        let listener = &self.doors.doors[index].listener;
+        if let Ok((stream, peer)) = listener.accept() {
+            *self.doors.out_of_fds.get_or_insert(0) += 1;
+            self.summary.refused_no_fds += 1;
+            debug!(%peer, "out of descriptors: refusing {peer}");
+            drop(stream);
+        }
+        self.doors.spare = self.doors.doors[0].listener.try_clone().ok();
+        self.doors.spare.is_some()
+    }
+
+    /// Sets one accepted stream up, lets its door's acceptor admit it, and registers it.
+    fn add<B: Backend>(
+        &mut self,
+        door: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        backend: &mut B,
+    ) {
+        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; log it as a.b.c.d.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let sd = stream.raw_number();
+        // Accepted sockets inherit non-blocking mode on BSDs but not on Linux or Windows.
+        if let Err(e) = stream.set_nonblocking(true) {
+            warn!(sd, %peer, error = %e, "cannot make the new connection non-blocking; closing it");
+            return;
+        }
+        let address = address_key(peer.ip());
+        if let Some(max) = self.config.max_per_address {
+            let taken = self.doors.seats.taken(address);
+            if taken >= max {
+                self.summary.refused_per_address += 1;
+                warn!(
+                    sd, %peer, %address, taken, max_per_address = max,
+                    "too many clients from {address}: refusing sd {sd} from {peer} ({taken} \
+                     connected, the limit is {max})"
+                );
+                return;
+            }
+        }
+        // Relayed chunks are already batched per turn; Nagle would only add latency.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(sd, error = %e, "TCP_NODELAY not set");
+        }
+        // A peer that vanishes (power cut, NAT timeout) sends no FIN; keepalive probes find it.
+        if let Some(idle) = self.config.keepalive {
+            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                debug!(sd, error = %e, "TCP keepalive not set");
+            }
+        }
+        if let Some(refused) = self.doors.out_of_fds.take() {
+            info!(
+                refused,
+                "accepting new clients again ({refused} refused meanwhile)"
+            );
+        }
+        let link = match self.doors.doors[door].acceptor.admit(stream, peer) {
+            Ok(Admission::Admit(link)) => link,
+            Ok(Admission::Refuse) => {
+                self.summary.refused_by_acceptor += 1;
+                return;
+            }
+            Err(e) => {
+                warn!(sd, %peer, error = %e, "cannot set up the new connection; closing it");
+                return;
+            }
+        };
+        let id = self.last_id + 1;
+        let member = link.is_established();
+        let now = self.now;
+        let inserted = self.pool.insert_with(|token| {
+            backend.register(link.borrowed(), token, Interest::READABLE)?;
+            Ok(Connection {
+                delimiting: link.delimiting(),
+                encoding: link.encoding(),
+                link,
+                sd,
+                id,
+                peer,
+                address,
+                bucket: self.config.max_rate.map(|rate| Bucket::new(rate, now)),
+                rate_wait: None,
+                last_active: now,
+                queue: OutQueue::new(),
+                registered: Interest::READABLE,
+                progress: Progress::default(),
+                standing: Standing::default(),
+                read_paused: false,
+                dirty: false,
+                partial: Vec::new(),
+                member,
+                opened: now,
+                cut: None,
+            })
+        });
+        match inserted {
+            Ok(token) => {
+                self.last_id = id;
+                self.doors.seats.take(address);
+                if let Some(t) = self.config.idle_timeout {
+                    self.timers
+                        .sweep_within(self.now, policy::sweep_interval(t));
+                }
+                self.summary.accepted += 1;
+                self.summary.peak_clients = self.summary.peak_clients.max(self.pool.len());
+                info!(sd, id, %peer, clients = self.pool.len(), "New incoming connection on sd {sd}");
+                if member {
+                    self.announce(token, id, "joined");
+                } else {
+                    self.handshaking += 1;
+                    let within = policy::sweep_interval(self.config.handshake_timeout);
+                    self.timers.sweep_within(self.now, within);
+                }
+            }
+            // The backend cannot hold this socket (select: a descriptor past FD_SETSIZE). The
+            // stream was never registered and is closed as it drops here.
+            Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                self.refuse_full(sd, peer, Some(&e))
+            }
+            Err(e) => {
+                warn!(sd, %peer, error = %e, "cannot register the new connection; closing it")
+            }
+        }
+    }
+
+    /// Logs and counts a client the server has no room for; its stream closes as the caller
+    /// drops it. The client sees its connection accepted and then closed, instead of hanging in
+    /// the backlog.
+    fn refuse_full(&mut self, sd: u64, peer: SocketAddr, error: Option<&io::Error>) {
+        self.summary.refused_full += 1;
+        let error = error.map(tracing::field::display);
+        warn!(
+            sd, %peer, clients = self.pool.len(), max_clients = self.max_clients, error,
+            "server full: refusing sd {sd} from {peer}"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The event loop: one turn at a time, in phases.
+//!
+//! A turn is: **wait** for readiness; read the clock once; **read and relay** (one read per
+//! readable connection, fan-out of what was read, messages from the uplink) while only *noting*
+//! which doors have newcomers; **timers** (connections past a deadline are marked); **reap** the
+//! connections marked to leave; **admit** newcomers (after departures, so a full room that just
+//! emptied lets them in); **flush** every connection that got data; **stats**.
+//!
+//! Nothing closes a connection where it finds it must go: it is marked with its reason
+//! ([`connection::Doomed`]) and the reaper ([`reap`]) deregisters, logs, counts and says farewell
+//! in one place. So no phase takes the backend only to remove, and fan-out never re-enters.
+//!
+//! Files: [`accept`] (doors, the only code that touches a listener), [`relay`] (read, frame,
+//! fan out), [`flush`] (queues to sockets, interest, the drain), [`timers`] (deadlines, the
+//! statistics line), [`reap`] (departures), [`connection`] (one client).
+
+mod accept;
+mod connection;
+mod fairness;
+mod flush;
+mod pacing;
+mod reap;
+mod relay;
+#[cfg(test)]
+mod tests;
+mod timers;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use tracing::trace;
+
+use crate::backend::{Backend, Events, Token};
+use crate::config::Config;
+use crate::link::Uplink;
+use crate::pool::Pool;
+use crate::shutdown::Shutdown;
+use crate::summary::Summary;
+
+pub(crate) use accept::Door;
+use connection::{Connection, Doomed};
+use pacing::PaceCounts;
+use timers::Timers;
+
+/// The engine's state between turns: the room's connections, its doors and its counters.
+pub(crate) struct Engine {
+    config: Config,
+    /// Most connections at once: the configured limit, lowered to what the backend can hold
+    /// beside the listeners.
+    max_clients: usize,
+    pool: Pool<Connection>,
+    doors: accept::Doors,
+    /// The room's connection to other relays, if it has one.
+    uplink: Option<Box<dyn Uplink>>,
+    /// The uplink had more messages than one turn takes.
+    uplink_more: bool,
+    /// The one read buffer, reused for every read.
+    read_buf: Vec<u8>,
+    /// Line mode: the lines one read completed, reused for every read.
+    lines: Vec<u8>,
+    /// Connections whose link holds input already taken from the socket: read again next turn.
+    read_again: Vec<Token>,
+    /// Members whose queues hold the room back, for the pace (see `pace`).
+    pace_counts: PaceCounts,
+    /// Senders not read until the room catches up.
+    paused: Vec<Token>,
+    /// Senders not read until their allowance refills (`--max-rate`).
+    rate_waiting: Vec<Token>,
+    /// Connections to flush in this turn's flush phase.
+    dirty: Vec<Token>,
+    /// Connections marked to leave, for the reaper.
+    doomed: Doomed,
+    /// Connections accepted but not yet established (handshaking).
+    handshaking: usize,
+    timers: Timers,
+    /// The last client id handed out.
+    last_id: u64,
+    /// The time of this turn: the clock is read once, right after each wait.
+    now: Instant,
+    events: Events,
+    summary: Summary,
+}
+
+impl Engine {
+    /// An engine with no connections, serving `doors` (already registered with the backend).
+    pub(crate) fn new(
+        config: Config,
+        doors: Vec<Door>,
+        uplink: Option<Box<dyn Uplink>>,
+        backend_capacity: Option<usize>,
+        now: Instant,
+    ) -> Self {
+        let listeners = doors.len();
+        let backend_limit = backend_capacity.map_or(usize::MAX, |c| c.saturating_sub(listeners));
+        Engine {
+            max_clients: config.max_clients.min(backend_limit),
+            pool: Pool::new(),
+            doors: accept::Doors::new(doors),
+            uplink,
+            uplink_more: false,
+            read_buf: vec![0; config.read_buffer.max(2)],
+            lines: Vec::new(),
+            read_again: Vec::new(),
+            pace_counts: PaceCounts::default(),
+            paused: Vec::new(),
+            rate_waiting: Vec::new(),
+            dirty: Vec::new(),
+            doomed: Doomed::default(),
+            handshaking: 0,
+            timers: Timers::new(&config, now),
+            last_id: 0,
+            now,
+            events: Events::with_capacity(1024),
+            summary: Summary::default(),
+            config,
+        }
+    }
+
+    /// Turns until `shutdown` is requested (`Ok`) or the backend's wait fails (`Err`).
+    pub(crate) fn serve<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        shutdown: &Shutdown,
+    ) -> io::Result<()> {
+        while !shutdown.is_requested() {
+            self.turn(backend)?;
+        }
+        Ok(())
+    }
+
+    /// One turn of the loop; see the module's documentation for its phases.
+    pub(crate) fn turn<B: Backend>(&mut self, backend: &mut B) -> io::Result<()> {
+        let timeout = if self.read_again.is_empty() && !self.uplink_more {
+            self.timers
+                .next_wake(self.doors.paused_until())
+                .map(|at| at.saturating_duration_since(self.now))
+        } else {
+            Some(Duration::ZERO) // work is waiting that no readiness will announce
+        };
+        backend.wait(&mut self.events, timeout)?;
+        self.now = Instant::now();
+
+        // Read and relay.
+        let mut again = std::mem::take(&mut self.read_again);
+        for token in again.drain(..) {
+            self.read_once(token);
+        }
+        if self.read_again.is_empty() {
+            self.read_again = again; // keep the allocation
+        }
+        self.receive_from_uplink();
+        let events = std::mem::take(&mut self.events);
+        for event in &events {
+            trace!(
+                token = event.token.0,
+                readable = event.readable,
+                writable = event.writable,
+                "event"
+            );
+            if let Some(door) = event.token.door_index() {
+                self.doors.note_ready(door);
+            } else if event.token != Token::WAKER {
+                if event.is_readable() {
+                    self.read_once(event.token);
+                }
+                if event.is_writable() {
+                    self.mark_dirty(event.token);
+                }
+            }
+        }
+        self.events = events;
+
+        self.sweep_if_due();
+        self.reap(backend);
+        self.admit(backend);
+        self.flush_dirty(backend);
+        self.log_stats_if_due();
+        Ok(())
+    }
+
+    /// Puts `token` on this turn's flush list once.
+    fn mark_dirty(&mut self, token: Token) {
+        if let Some(conn) = self.pool.get_mut(token) {
+            if !conn.dirty && conn.cut.is_none() {
+                conn.dirty = true;
+                self.dirty.push(token);
+            }
+        }
+    }
+
+    /// Closes everything and hands back the run's counters (with the uplink's).
+    pub(crate) fn finish<B: Backend>(mut self, backend: &mut B) -> Summary {
+        self.close_all(backend);
+        self.doors.close(backend);
+        self.summary.uplink = self.uplink.as_ref().map(|u| u.stats());
+        self.summary
+    }
+}
