@@ -405,8 +405,7 @@ pub(crate) fn checks(records: &[Record]) -> Vec<Check> {
                 verdict: verdict(x >= 3.0),
             });
         }
-        let loaded_p99 =
-            |target: &str| find(records, "latency-loaded", target).and_then(|r| r.p99_us);
+        let loaded_p99 = |target: &str| find(records, "latency-loaded", target).and_then(|r| r.p99_us);
         if let (Some(ours), Some(theirs)) = (loaded_p99(t), loaded_p99("ncat")) {
             out.push(Check {
                 goal: format!("{t}: latency p99 under a saturating fan-out <= ncat's"),
