@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use relay_tls::{AccessList, Entry, Gated, Rule};
+use relay_access::{AccessList, Gated, Rule};
+use relay_tls::Entry;
 use server_core::PlainTcp;
 use tracing::info;
 
-use crate::parse_interval;
+use crate::args::parse_interval;
 
 /// The options that decide who gets in and how.
 #[derive(Debug, clap::Args)]
@@ -49,16 +50,6 @@ pub(crate) struct Security {
 pub(crate) type Door = Gated<Entry>;
 
 impl Security {
-    /// Options that only make sense together; `Err` is the message for the terminal.
-    pub(crate) fn check(&self) -> Result<(), String> {
-        match (&self.tls_cert, &self.tls_key, &self.tls_client_ca) {
-            (Some(_), None, _) => Err("--tls-cert needs --tls-key".into()),
-            (None, Some(_), _) => Err("--tls-key needs --tls-cert".into()),
-            (None, None, Some(_)) => Err("--tls-client-ca needs --tls-cert and --tls-key".into()),
-            _ => Ok(()),
-        }
-    }
-
     /// The acceptor: loads the TLS files (a missing, unreadable or mismatched one is an error
     /// naming it) and wraps it in the access list. `Err` is the message for the terminal.
     pub(crate) fn door(&self) -> Result<Door, String> {

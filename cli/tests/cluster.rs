@@ -5,7 +5,7 @@
 #![cfg(feature = "cluster")]
 
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -417,18 +417,15 @@ fn nats_unreachable_at_start_exits_1_naming_the_url() {
 
 #[test]
 fn cluster_options_are_checked() {
-    let cases: [(&[&str], &str); 3] = [
+    let port = free_port().expect("a free port").to_string();
+    let cases: [(&[&str], &str); 2] = [
         (
-            &["--room", "r", "9000"],
+            &["--room", "r", &port],
             "server: --room needs --cluster URL",
         ),
         (
-            &["--cluster-optional", "9000"],
+            &["--cluster-optional", &port],
             "server: --cluster-optional needs --cluster URL",
-        ),
-        (
-            &["--cluster", "nats://127.0.0.1:1", "--room", "a.b", "9000"],
-            "invalid room name \"a.b\"",
         ),
     ];
     for (args, needle) in cases {
@@ -437,4 +434,26 @@ fn cluster_options_are_checked() {
         assert_eq!(status.code(), Some(1), "{args:?}: {output}");
         assert!(output.contains(needle), "{args:?}: {output}");
     }
+}
+
+/// The room name is checked before the port is bound: on a port another socket holds, the
+/// complaint is still the name, not the port.
+#[test]
+fn a_bad_room_name_is_reported_before_binding() {
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let args = [
+        "--cluster",
+        "nats://127.0.0.1:1",
+        "--room",
+        "a.b",
+        "--bind",
+        "127.0.0.1",
+        &port,
+    ];
+    let mut server = ServerProcess::spawn(bin(), &args, &[]);
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{output}");
+    assert!(output.contains("invalid room name \"a.b\""), "{output}");
+    assert!(!output.contains("cannot listen"), "{output}");
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use relay_access::{AccessList, Gated};
 use relay_tests::tls::{
     tls_connect, tls_expect_closed, tls_join_room, PkiFiles, TempDir, TestPki, TlsStream,
 };
 use relay_tests::{connect, expect_closed, Pattern, TestServer};
 use relay_tls::tls::{TlsAcceptor, TlsFiles};
-use relay_tls::{AccessList, Entry, Gated};
+use relay_tls::Entry;
 use rustls::ClientConfig;
 use server_core::Config;
 

@@ -1,3 +1,4 @@
+#![forbid(unsafe_code)]
 //! `--allow` / `--deny`: which peer addresses may connect at all.
 //!
 //! Rules are networks in CIDR notation, IPv4 or IPv6; a bare address is that one host. A peer

@@ -1,0 +1,108 @@
+//! The listening socket: `--bind`, or one dual-stack socket on `[::]` with an IPv4 fallback, set
+//! up the way mio's `TcpListener::bind` does. Holds the binary's one Windows `unsafe`
+//! (`SO_EXCLUSIVEADDRUSE`, which socket2 does not expose).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::warn;
+
+use crate::describe;
+
+/// Pending connections the kernel may hold before we accept them. std and mio use 128; a chat
+/// room is joined in bursts (a script opening hundreds of clients), and Linux clamps this to
+/// `net.core.somaxconn` (4096 by default since 5.4) anyway.
+const BACKLOG: i32 = 1024;
+
+/// The listener `bind` asks for, or by default one dual-stack socket on `[::]`, falling back to
+/// `0.0.0.0` where IPv6 is unavailable. `Err` is the message for the terminal.
+pub(crate) fn listen(bind: Option<IpAddr>, port: u16) -> Result<(TcpListener, SocketAddr), String> {
+    let failed =
+        |addr: SocketAddr, e: io::Error| format!("cannot listen on {addr}: {}", describe(&e));
+    if let Some(ip) = bind {
+        let addr = SocketAddr::new(ip, port);
+        return bind_one(addr)
+            .map(|l| (l, addr))
+            .map_err(|e| failed(addr, e));
+    }
+    let any6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
+    match bind_one(any6) {
+        Ok(listener) => Ok((listener, any6)),
+        // The port is taken, or not ours to take: IPv4 would say the same.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Err(failed(any6, e))
+        }
+        Err(e6) => {
+            let any4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+            warn!(error = %e6, "IPv6 unavailable ({}); listening on IPv4 only", describe(&e6));
+            bind_one(any4)
+                .map(|l| (l, any4))
+                .map_err(|e| failed(any4, e))
+        }
+    }
+}
+
+/// Which families a listener on `addr` serves, for the startup line.
+pub(crate) fn families(addr: SocketAddr) -> &'static str {
+    match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => "IPv6 and IPv4",
+        SocketAddr::V6(_) => "IPv6",
+        SocketAddr::V4(_) => "IPv4",
+    }
+}
+
+/// A non-blocking listener on `addr`.
+fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // On Unix this lets a restarted server bind while old connections linger in TIME_WAIT. Not on
+    // Windows, where SO_REUSEADDR would let another process bind a port we are using.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    // On Windows even a socket without SO_REUSEADDR may bind a specific address (127.0.0.1:port)
+    // under our wildcard listener and take the connections meant for us; SO_EXCLUSIVEADDRUSE
+    // forbids every other bind to the port while we hold it. (TIME_WAIT does not block it.)
+    #[cfg(windows)]
+    exclusive_address_use(&socket)?;
+    if addr.is_ipv6() {
+        // One socket for both families: IPv4 clients arrive as ::ffff:a.b.c.d. Windows and some
+        // BSDs default to IPv6-only, so say it explicitly.
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Sets `SO_EXCLUSIVEADDRUSE`, which socket2 does not expose, before `bind`.
+#[cfg(windows)]
+fn exclusive_address_use(socket: &Socket) -> io::Result<()> {
+    use std::os::windows::io::AsRawSocket;
+    use windows_sys::Win32::Networking::WinSock::{
+        setsockopt, WSAGetLastError, SOCKET, SOCKET_ERROR, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
+    };
+    let on: i32 = 1;
+    // SAFETY: the handle is a live socket we own (borrowed from `socket` for the call); the
+    // option value points at `on`, an `i32` that outlives the call, and the length passed is
+    // exactly its size, which is what SO_EXCLUSIVEADDRUSE (a BOOL) expects.
+    let rc = unsafe {
+        setsockopt(
+            socket.as_raw_socket() as SOCKET,
+            SOL_SOCKET,
+            SO_EXCLUSIVEADDRUSE,
+            (&on as *const i32).cast(),
+            size_of::<i32>() as i32,
+        )
+    };
+    if rc == SOCKET_ERROR {
+        // SAFETY: no preconditions; reads this thread's last Winsock error, set by the call above.
+        return Err(io::Error::from_raw_os_error(unsafe { WSAGetLastError() }));
+    }
+    Ok(())
+}
