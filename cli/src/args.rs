@@ -35,7 +35,7 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 
 /// Options that only make sense with others: the option, the options it needs, and what the
 /// user reads when one is missing. Handed to clap as `requires`; the message names the option.
-const NEEDS: [(&str, &[&str], &str); 5] = [
+const NEEDS: [(&str, &[&str], &str); 6] = [
     ("tls_cert", &["tls_key"], "--tls-cert needs --tls-key"),
     ("tls_key", &["tls_cert"], "--tls-key needs --tls-cert"),
     (
@@ -44,6 +44,7 @@ const NEEDS: [(&str, &[&str], &str); 5] = [
         "--tls-client-ca needs --tls-cert and --tls-key",
     ),
     ("room", &["cluster"], "--room needs --cluster URL"),
+    ("burst", &["max_rate"], "--burst needs --max-rate"),
     (
         "cluster_optional",
         &["cluster"],
@@ -150,6 +151,44 @@ pub(crate) struct Args {
     /// everything and exits. A second Ctrl-C exits at once.
     #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
     pub(crate) drain_timeout: Duration,
+
+    /// Bytes queued for a reader that keeps up beyond which the server stops reading from the
+    /// senders (TCP then slows them) instead of letting messages wait behind megabytes or cutting
+    /// readers. Smaller: shorter waits under load, less throughput. A sender that sent under 16KiB
+    /// since the room last caught up (someone typing) is still read.
+    #[arg(long, value_name = "BYTES", default_value = "256KiB", value_parser = parse_size)]
+    pub(crate) pace_budget: usize,
+
+    /// How long one reader that falls behind may slow the whole room; after that it gets what it
+    /// can and is cut by --max-pending or --write-timeout if it never catches up.
+    #[arg(long, value_name = "SECS", default_value = "0.25", value_parser = parse_secs)]
+    pub(crate) lag_grace: Duration,
+
+    /// Most clients at once from one address (an IPv4 address; for IPv6 its /64, which one
+    /// subscriber's network hands out freely). Off by default: users behind one NAT, and local
+    /// tests, share an address.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_per_address: Option<u64>,
+
+    /// Most bytes per second one client may send (e.g. 64KiB). A client over it is not cut: the
+    /// server stops reading it until it may send again, so TCP slows it and nothing is lost. Off
+    /// by default.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub(crate) max_rate: Option<usize>,
+
+    /// With --max-rate, the most a client may send at once after a quiet spell. Default: a
+    /// quarter of a second of its rate, at least 16KiB.
+    #[arg(long, value_name = "BYTES", value_parser = parse_size)]
+    pub(crate) burst: Option<usize>,
+
+    /// TCP keepalive on every client: the kernel probes a connection silent this long, so a peer
+    /// that vanished without a word (power cut, NAT timeout) is found and cut. 0 turns it off.
+    #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_secs)]
+    pub(crate) keepalive: Duration,
+
+    /// Cut a client that has neither sent nor been sent anything for this long. Off by default.
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    pub(crate) idle_timeout: Option<Duration>,
 
     #[command(flatten)]
     pub(crate) security: security::Security,

@@ -9,13 +9,10 @@ use tracing::warn;
 #[cfg(unix)]
 const FD_RESERVE: u64 = 16;
 
-/// `requested` (`--max-clients`), or what the descriptor limit and a backend holding at most
-/// `backend_capacity` sockets allow.
-pub(crate) fn max_clients(requested: Option<u64>, backend_capacity: Option<usize>) -> usize {
-    // The listener takes one of the backend's places. server-core clamps the same way
-    // (`Room::new`); this copy exists so the startup line shows the limit that applies.
-    let by_backend = backend_capacity.map_or(u64::MAX, |c| c.saturating_sub(1) as u64);
-    let max = requested.unwrap_or_else(|| descriptor_budget().min(by_backend));
+/// `requested` (`--max-clients`), or what the descriptor limit allows. The engine lowers it to
+/// what the backend holds (`Config::client_limit`).
+pub(crate) fn max_clients(requested: Option<u64>) -> usize {
+    let max = requested.unwrap_or_else(descriptor_budget);
     usize::try_from(max).unwrap_or(usize::MAX)
 }
 

@@ -8,7 +8,7 @@
 use std::io;
 use std::process::ExitCode;
 
-use server_core::{Backend, Config, Framing, LineOptions, Shutdown};
+use server_core::{Backend, Config, Framing, LineOptions, Pace, Rate, Shutdown};
 use tracing::{error, info};
 
 use crate::args::{compiled_backends, Args, BackendKind, FramingKind, Stop};
@@ -84,16 +84,17 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     let (name, pid) = (backend.name(), std::process::id());
     let families = listen::families(addr);
     info!(address = %addr, backend = name, pid, "listening on {addr} ({families}; backend {name}, pid {pid})");
-    let config = config(args, backend.capacity());
+    let config = config(args);
+    let max_clients = config.client_limit(backend.capacity(), 1);
     let write_timeout = config
         .write_timeout
         .map_or("off".to_string(), |t| format!("{} s", t.as_secs_f64()));
     info!(
-        max_clients = config.max_clients,
+        max_clients,
         max_pending = config.max_pending,
         "limits: {} clients, {} bytes pending per client, write timeout {write_timeout}, \
          drain {} s",
-        config.max_clients,
+        max_clients,
         config.max_pending,
         config.drain_timeout.as_secs_f64()
     );
@@ -116,13 +117,13 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     outcome
 }
 
-/// The engine's settings from the options, for a backend holding at most `backend_capacity`.
-fn config(args: &Args, backend_capacity: Option<usize>) -> Config {
+/// The engine's settings from the options.
+fn config(args: &Args) -> Config {
     Config {
         max_pending: args.max_pending,
         write_timeout: (!args.write_timeout.is_zero()).then_some(args.write_timeout),
         drain_timeout: args.drain_timeout,
-        max_clients: limits::max_clients(args.max_clients, backend_capacity),
+        max_clients: limits::max_clients(args.max_clients),
         framing: match args.framing {
             FramingKind::Raw => Framing::Raw,
             FramingKind::Line => Framing::Lines(LineOptions {
@@ -133,6 +134,20 @@ fn config(args: &Args, backend_capacity: Option<usize>) -> Config {
         },
         stats_interval: args.stats_interval,
         handshake_timeout: args.security.handshake_timeout,
+        pace: Pace {
+            budget: args.pace_budget,
+            grace: args.lag_grace,
+            ..Pace::default()
+        },
+        max_per_address: args
+            .max_per_address
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+        max_rate: args.max_rate.map(|rate| Rate {
+            bytes_per_sec: rate as u64,
+            burst: args.burst.unwrap_or((rate / 4).max(16 * 1024)) as u64,
+        }),
+        keepalive: (!args.keepalive.is_zero()).then_some(args.keepalive),
+        idle_timeout: args.idle_timeout,
         ..Config::default()
     }
 }

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 
-use relay_tests::{connect, expect_bytes, join_room, start_on_free_port, ServerProcess, TIMEOUT};
+use relay_tests::{
+    connect, expect_bytes, expect_closed, join_room, start_on_free_port, ServerProcess, TIMEOUT,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_server"))
@@ -165,6 +167,13 @@ fn every_bad_option_value_names_the_option_and_exits_1() {
         (&["--backend", "kqueue"], "--backend"),
         (&["--tag"], "--tag"),
         (&["--announce"], "--announce"),
+        (&["--pace-budget", "lots"], "--pace-budget"),
+        (&["--lag-grace", "soon"], "--lag-grace"),
+        (&["--max-per-address", "0"], "--max-per-address"),
+        (&["--max-rate", "fast"], "--max-rate"),
+        (&["--burst", "16KiB"], "--burst"),
+        (&["--keepalive", "-1"], "--keepalive"),
+        (&["--idle-timeout", "0"], "--idle-timeout"),
     ];
     for (args, option) in cases {
         let mut all = args.to_vec();
@@ -221,4 +230,21 @@ fn help_explains_every_option_with_its_default_and_examples() {
             "--help lacks {needle:?}:\n{output}"
         );
     }
+}
+
+#[test]
+fn seats_per_address_and_the_idle_timeout_work_through_the_binary() {
+    let (mut server, port, _) = start(&["--max-per-address", "1", "--idle-timeout", "0.3"]);
+    let _first = connect(v4(port));
+    let mut second = connect(v4(port));
+    assert_eq!(
+        expect_closed(&mut second),
+        0,
+        "a second client from 127.0.0.1 got data"
+    );
+    server
+        .wait_for_line("too many clients from 127.0.0.1")
+        .expect("no refusal line");
+    // The first client says nothing and is sent nothing: it is cut as idle.
+    server.wait_for_line("idle timeout").expect("no idle cut");
 }

@@ -80,3 +80,13 @@ impl Default for Config {
         }
     }
 }
+
+impl Config {
+    /// Most clients at once with a backend holding at most `backend_capacity` sockets (see
+    /// [`Backend::capacity`]) beside `listeners` listeners: `max_clients`, lowered to what the
+    /// backend has room for.
+    pub fn client_limit(&self, backend_capacity: Option<usize>, listeners: usize) -> usize {
+        let by_backend = backend_capacity.map_or(usize::MAX, |c| c.saturating_sub(listeners));
+        self.max_clients.min(by_backend)
+    }
+}

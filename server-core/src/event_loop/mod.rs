@@ -93,10 +93,8 @@ impl Engine {
         backend_capacity: Option<usize>,
         now: Instant,
     ) -> Self {
-        let listeners = doors.len();
-        let backend_limit = backend_capacity.map_or(usize::MAX, |c| c.saturating_sub(listeners));
         Engine {
-            max_clients: config.max_clients.min(backend_limit),
+            max_clients: config.client_limit(backend_capacity, doors.len()),
             pool: Pool::new(),
             doors: accept::Doors::new(doors),
             uplink,

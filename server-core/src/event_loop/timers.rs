@@ -60,7 +60,7 @@ impl Engine {
     /// timeout, and schedules the next look only while something is still pending.
     pub(super) fn sweep_if_due(&mut self) {
         let now = self.now;
-        if !self.timers.next_sweep.is_some_and(|at| now >= at) {
+        if self.timers.next_sweep.is_none_or(|at| now < at) {
             return;
         }
         let (max_pending, timeout) = (self.config.max_pending, self.config.write_timeout);
