@@ -156,7 +156,7 @@ pub(crate) struct Args {
     /// senders (TCP then slows them) instead of letting messages wait behind megabytes or cutting
     /// readers. Smaller: shorter waits under load, less throughput. A sender that sent under 16KiB
     /// since the room last caught up (someone typing) is still read.
-    #[arg(long, value_name = "BYTES", default_value = "256KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
     pub(crate) pace_budget: usize,
 
     /// How long one reader that falls behind may slow the whole room; after that it gets what it
