@@ -152,24 +152,7 @@ fn config(args: &Args) -> Config {
     }
 }
 
-/// An OS error's text without std's " (os error N)" suffix: the user reads the words.
+/// An OS error's words, for the user.
 fn describe(e: &io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) => text[..at].to_string(),
-        _ => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn os_errors_read_without_the_code() {
-        let e = io::Error::from_raw_os_error(98);
-        assert!(!describe(&e).contains("os error"), "{}", describe(&e));
-        let plain = io::Error::other("no code here");
-        assert_eq!(describe(&plain), "no code here");
-    }
+    server_core::error_words(e)
 }

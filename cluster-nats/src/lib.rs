@@ -50,7 +50,7 @@ use async_nats::connection::State;
 use async_nats::{Client, ConnectOptions, Event, Subject, Subscriber};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use server_core::{Uplink, UplinkStats, Wake};
+use server_core::{without_os_code, Uplink, UplinkStats, Wake};
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
@@ -573,24 +573,16 @@ fn log_event(url: &str, event: Event) {
 /// A connect error's reason, without the client's kind prefix when the cause says it better.
 fn connect_reason(e: &async_nats::ConnectError) -> String {
     use std::error::Error as _;
-    let mut text = without_os_code(&e.to_string());
+    let mut text = without_os_code(&e.to_string()).to_string();
     let mut source = e.source();
     while let Some(cause) = source {
-        let more = without_os_code(&cause.to_string());
+        let more = without_os_code(&cause.to_string()).to_string();
         if !text.contains(&more) {
             text = format!("{text}: {more}");
         }
         source = cause.source();
     }
     text
-}
-
-/// An OS error's text without std's " (os error N)": the user reads the words.
-fn without_os_code(text: &str) -> String {
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ mod queue;
 mod run;
 mod shutdown;
 mod summary;
+mod words;
 
 pub use backend::{
     AsBorrowedSocket, Backend, BorrowedSocket, Event, Events, Interest, Token, Wake,
@@ -62,3 +63,4 @@ pub use queue::{OutQueue, MAX_SLICES};
 pub use run::{run, Relay};
 pub use shutdown::Shutdown;
 pub use summary::{DropReason, Summary};
+pub use words::{error_words, without_os_code};

@@ -59,21 +59,12 @@ impl std::error::Error for TlsError {}
 /// What a PEM file is expected to hold, for messages.
 fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>, TlsError> {
     fs::read(path).map_err(|e| {
-        let reason = describe(&e);
+        let reason = server_core::error_words(&e);
         TlsError(format!(
             "cannot read the {what} file {}: {reason}",
             path.display()
         ))
     })
-}
-
-/// An I/O error's words without std's " (os error N)" suffix.
-fn describe(e: &io::Error) -> String {
-    let text = e.to_string();
-    match (e.raw_os_error(), text.rfind(" (os error ")) {
-        (Some(_), Some(at)) => text[..at].to_string(),
-        _ => text,
-    }
 }
 
 fn certificates(what: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
