@@ -243,9 +243,13 @@ impl Summary {
     }
 }
 
-/// Why an I/O error on a connection drops it: a reset, abort or broken pipe, whether seen while
-/// reading or writing, is the peer leaving; anything else is `otherwise`.
-pub(crate) fn io_reason(e: &io::Error, otherwise: DropReason) -> DropReason {
+/// Why an I/O error on a connection drops it: before its link is established (a `member` of the
+/// room), a failed handshake; after, a reset, abort or broken pipe, whether seen while reading or
+/// writing, is the peer leaving, and anything else is `otherwise`.
+pub(crate) fn io_reason(e: &io::Error, member: bool, otherwise: DropReason) -> DropReason {
+    if !member {
+        return DropReason::Handshake;
+    }
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted

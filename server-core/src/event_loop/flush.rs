@@ -47,11 +47,7 @@ impl Engine {
         let n = match written.and_then(|n| link.flush_own().map(|()| n)) {
             Ok(n) => n,
             Err(e) => {
-                let reason = if conn.member {
-                    io_reason(&e, DropReason::WriteError)
-                } else {
-                    DropReason::Handshake
-                };
+                let reason = io_reason(&e, conn.member, DropReason::WriteError);
                 return self.doomed.mark(token, conn, reason, Some(e));
             }
         };

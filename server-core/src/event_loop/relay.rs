@@ -87,11 +87,7 @@ impl Engine {
             Ok(n) => n,
             Err(e) if is_not_now(&e) => return,
             Err(e) => {
-                let reason = if conn.member {
-                    io_reason(&e, DropReason::ReadError)
-                } else {
-                    DropReason::Handshake
-                };
+                let reason = io_reason(&e, conn.member, DropReason::ReadError);
                 return self.doomed.mark(token, conn, reason, Some(e));
             }
         };
