@@ -13,14 +13,19 @@
 //! - Connections live in a [`Pool`], a slab keyed by [`Token`]: O(1) per event.
 //! - A chunk read once becomes one `Rc<[u8]>` pushed onto every other client's [`OutQueue`]:
 //!   fan-out is pointer pushes, not copies.
-//! - Each wakeup handles every event first (one read per readable socket, bounded accept burst),
-//!   then flushes each connection that got data once, with vectored writes. Write interest is
-//!   registered only while bytes remain after `WouldBlock`.
-//! - A client whose queue passes [`Config::max_pending`] is disconnected as a slow consumer, so
-//!   memory stays bounded and one stalled reader never stalls the room.
+//! - A turn runs in phases with one clock read: wait; read and relay (one read per readable
+//!   socket); timers; reap (the one place a connection is closed: whatever finds a connection
+//!   must go only marks it); admit newcomers (after departures); flush each connection that got
+//!   data once, with vectored writes. Write interest is registered only while bytes remain.
+//! - The room's [`Pace`]: while a reader that keeps up has more than a small budget queued, the
+//!   senders are not read (TCP slows them); one reader that lags past a grace no longer holds
+//!   anyone back, and is disconnected as a slow consumer past [`Config::max_pending`], so memory
+//!   stays bounded and one stalled reader never stalls the room.
+//! - A [`Relay`] may have several doors (listeners with their [`Acceptor`]s); one room holds the
+//!   [`Link`]s of all of them (plain TCP, TLS, and message-framed links).
 //!
-//! The pool and the queue take bytes as arguments and never touch the OS, so their unit tests
-//! need no sockets. Libraries emit `tracing` events only; the binary installs the subscriber.
+//! The pool, the queue, the pace and the fair shares take bytes and `Instant`s as arguments and
+//! never touch the OS or the clock, so their unit tests need no sockets and no sleeps. Libraries emit `tracing` events only; the binary installs the subscriber.
 //!
 //! # Example
 //!
