@@ -93,10 +93,10 @@ fn allow_admits_only_the_listed_family_and_addresses() {
 
 #[test]
 fn deny_wins_over_allow_and_ranges_match() {
-    if !has_ipv6_loopback() {
-        eprintln!("skipped: this machine has no IPv6 loopback (::1)");
-        return;
-    }
+    assert!(
+        has_ipv6_loopback(),
+        "this test needs an IPv6 loopback (::1), which this machine lacks"
+    );
     let (mut server, port) = start(&[
         "--allow",
         "127.0.0.0/8",
@@ -138,10 +138,10 @@ fn deny_wins_over_allow_and_ranges_match() {
 
 #[test]
 fn a_refused_address_is_logged_once_however_often_it_knocks() {
-    if !has_ipv6_loopback() {
-        eprintln!("skipped: this machine has no IPv6 loopback (::1)");
-        return;
-    }
+    assert!(
+        has_ipv6_loopback(),
+        "this test needs an IPv6 loopback (::1), which this machine lacks"
+    );
     let (mut server, port) = start(&["--deny", "127.0.0.1"]);
     for _ in 0..5 {
         assert_refused(V4, port);
