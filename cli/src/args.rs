@@ -251,7 +251,8 @@ pub(crate) enum Stop {
 
 /// The clap command: the derived one, with `--version` and the [`NEEDS`] rules added.
 fn command() -> clap::Command {
-    let mut command = Args::command().version(VERSION.as_str());
+    // One name in usage lines on every platform (argv[0] is `server.exe` on Windows).
+    let mut command = Args::command().version(VERSION.as_str()).bin_name("server");
     for (option, needs, _) in NEEDS {
         for &need in needs {
             command = command.mut_arg(option, |arg| arg.requires(need));
