@@ -159,6 +159,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
     pub(crate) pace_budget: usize,
 
+    /// The kernel send buffer asked for on every client socket. Bytes in it are out of the
+    /// pace's sight, and the kernel may grow an unset buffer to megabytes; 0 leaves the OS
+    /// default and its autotuning.
+    #[arg(long, value_name = "BYTES", default_value = "128KiB", value_parser = parse_size)]
+    pub(crate) send_buffer: usize,
+
     /// How long one reader that falls behind may slow the whole room; after that it gets what it
     /// can and is cut by --max-pending or --write-timeout if it never catches up.
     #[arg(long, value_name = "SECS", default_value = "0.25", value_parser = parse_secs)]

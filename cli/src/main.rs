@@ -147,6 +147,7 @@ fn config(args: &Args) -> Config {
             burst: args.burst.unwrap_or((rate / 4).max(16 * 1024)) as u64,
         }),
         keepalive: (!args.keepalive.is_zero()).then_some(args.keepalive),
+        send_buffer: (args.send_buffer > 0).then_some(args.send_buffer),
         idle_timeout: args.idle_timeout,
         ..Config::default()
     }
