@@ -20,6 +20,7 @@ mod console;
 mod limits;
 mod listen;
 mod logging;
+mod notify;
 mod security;
 mod signals;
 
@@ -103,9 +104,14 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     if let Some(uplink) = uplink {
         relay = relay.uplink(uplink);
     }
+    notify::ready(&format!("listening on {addr}; 0 clients"));
     let outcome = match relay.run(backend, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
+            notify::status(&format!(
+                "stopped; {} clients served, {} connected at the stop",
+                summary.accepted, summary.open_at_stop
+            ));
             Ok(())
         }
         Err(e) => {

@@ -14,6 +14,7 @@ pub(crate) fn install(shutdown: &Shutdown) -> Result<(), String> {
     ctrlc::set_handler(move || {
         if signals.fetch_add(1, Ordering::SeqCst) == 0 {
             info!("shutdown requested; draining (press Ctrl-C again to exit at once)");
+            crate::notify::stopping("draining; not accepting new clients");
             if let Err(e) = on_signal.request() {
                 warn!(error = %e, "could not wake the event loop");
             }
