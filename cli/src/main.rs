@@ -17,6 +17,7 @@ mod args;
 mod cluster;
 #[cfg(windows)]
 mod console;
+mod generate;
 mod limits;
 mod listen;
 mod logging;
@@ -40,6 +41,15 @@ fn main() -> ExitCode {
         Err(Stop::Mistake(text)) => {
             eprintln!("{text}");
             return ExitCode::FAILURE;
+        }
+        Err(Stop::Generate(kind)) => {
+            return match generate::write(kind, args::command(), &mut io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("server: cannot write the generated file: {}", describe(&e));
+                    ExitCode::FAILURE
+                }
+            };
         }
     };
     logging::init(&args);
