@@ -22,6 +22,7 @@ mod limits;
 mod listen;
 mod logging;
 mod notify;
+mod reload;
 mod security;
 mod signals;
 
@@ -79,7 +80,8 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     // Everything that can fail without the network fails here, before the port is taken: the
     // cluster options, the TLS files, the backend.
     cluster::check(args.cluster())?;
-    let door = args.security.door()?;
+    let (door, access) = args.security.door()?;
+    let door = reload::SharedDoor::new(door);
     let backend = make_backend().map_err(|e| {
         format!(
             "cannot create the {} backend: {}",
@@ -90,7 +92,10 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     let (listener, addr) = listen::listen(args.bind, args.port)?;
     let uplink = cluster::uplink(args.cluster(), backend.waker())?;
     let shutdown = Shutdown::new(backend.waker());
-    signals::install(&shutdown)?;
+    signals::install(
+        &shutdown,
+        reload::reloader(args.security.clone(), door.clone()),
+    )?;
 
     let (name, pid) = (backend.name(), std::process::id());
     let families = listen::families(addr);
@@ -109,7 +114,7 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
         config.max_pending,
         config.drain_timeout.as_secs_f64()
     );
-    args.security.log_startup();
+    args.security.log_startup(&access);
     let mut relay = server_core::Relay::new(config).door(listener, door);
     if let Some(uplink) = uplink {
         relay = relay.uplink(uplink);

@@ -1,15 +1,20 @@
 //! Running under a service manager, through the real binary: systemd's readiness protocol
-//! (`NOTIFY_SOCKET`). The notify socket is a datagram socket the test binds itself, so no systemd
-//! is needed. Unix only: Windows has no systemd, and the binary sends nothing there.
+//! (`NOTIFY_SOCKET`) and reload on SIGHUP (TLS files and access lists read again, connected
+//! clients untouched). The notify socket is a datagram socket the test binds itself, so no
+//! systemd is needed. Unix only: Windows has neither systemd nor SIGHUP.
 #![cfg(unix)]
 
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 use relay_tests::tls::TempDir;
-use relay_tests::{expect_bytes, join_room, start_with_retry, Ready, ServerProcess, TIMEOUT};
+use relay_tests::{
+    connect, expect_bytes, expect_closed, join_room, start_on_free_port, start_with_retry, Ready,
+    ServerProcess, TIMEOUT,
+};
+use socket2::{Domain, Protocol, Socket, Type};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_server"))
@@ -102,7 +107,7 @@ fn notify_socket_gets_ready_before_serving_and_stopping_at_sigterm() {
 #[test]
 fn without_notify_socket_nothing_changes() {
     // The plain start other tests use: no NOTIFY_SOCKET, no warning about one.
-    let (mut server, port, _) = relay_tests::start_on_free_port(bin(), &[]);
+    let (mut server, port, _) = start_on_free_port(bin(), &[]);
     let mut clients = join_room(loopback(port), 2);
     clients[1].write_all(b"x").unwrap();
     expect_bytes(&mut clients[0], b"x");
@@ -110,4 +115,152 @@ fn without_notify_socket_nothing_changes() {
     let (status, output) = server.wait_exit();
     assert_eq!(status.code(), Some(0), "{output}");
     assert!(!output.contains("service manager"), "{output}");
+}
+
+/// Sends SIGHUP and waits for the `n`-th reload to be reported, done or failed; returns the line.
+#[track_caller]
+fn reload(server: &mut ServerProcess, n: usize) -> String {
+    server.signal("HUP");
+    let needles = ["reloaded:", "reload failed"];
+    assert_eq!(
+        server.wait_for_any_count(&needles, n),
+        n,
+        "reload {n} not reported:\n{}",
+        server.seen.join("\n")
+    );
+    let reports = server
+        .seen
+        .iter()
+        .filter(|l| needles.iter().any(|n| l.contains(n)));
+    reports.last().expect("a reload line").clone()
+}
+
+/// A client whose connection comes from `source` (any 127.x.y.z works on Linux' loopback).
+fn connect_from(source: Ipv4Addr, port: u16) -> TcpStream {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
+    socket
+        .bind(&SocketAddr::from((source, 0)).into())
+        .unwrap_or_else(|e| panic!("bind {source}: {e}"));
+    socket
+        .connect_timeout(&loopback(port).into(), TIMEOUT)
+        .unwrap_or_else(|e| panic!("connect from {source}: {e}"));
+    let stream = TcpStream::from(socket);
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs 127.0.0.2 as a source address, which only Linux routes to loopback by default"
+)]
+fn sighup_rereads_the_deny_file_for_new_clients_and_keeps_the_connected() {
+    let dir = TempDir::new();
+    let deny = dir.path().join("deny.txt");
+    std::fs::write(&deny, "# nobody denied yet\n").unwrap();
+    let deny_arg = deny.to_str().unwrap();
+    let (mut server, port, _) = start_on_free_port(bin(), &["--deny-file", deny_arg]);
+    let second = Ipv4Addr::new(127, 0, 0, 2);
+    let mut member = connect(loopback(port));
+    let mut old = connect_from(second, port);
+    old.write_all(b"from .2\n").unwrap();
+    expect_bytes(&mut member, b"from .2\n");
+
+    std::fs::write(&deny, "127.0.0.2  # denied from now on\n").unwrap();
+    let line = reload(&mut server, 1);
+    assert!(line.contains("reloaded:"), "{line}");
+    let mut refused = connect_from(second, port);
+    assert_eq!(
+        expect_closed(&mut refused),
+        0,
+        "a newly denied client got bytes"
+    );
+    // The client from 127.0.0.2 that was already in stays, both ways.
+    old.write_all(b"still here\n").unwrap();
+    expect_bytes(&mut member, b"still here\n");
+    member.write_all(b"welcome\n").unwrap();
+    expect_bytes(&mut old, b"welcome\n");
+
+    // A broken file: the reload fails, says where, and the old list stays.
+    std::fs::write(&deny, "127.0.0.2\nnot an address\n").unwrap();
+    let line = reload(&mut server, 2);
+    assert!(
+        line.contains("reload failed") && line.contains("deny.txt") && line.contains("line 2"),
+        "{line}"
+    );
+    let mut refused = connect_from(second, port);
+    assert_eq!(expect_closed(&mut refused), 0, "the old deny list was lost");
+    // A newcomer from 127.0.0.1 is admitted; once its bytes arrive it is in the room.
+    let mut newcomer = connect(loopback(port));
+    newcomer.write_all(b"newcomer\n").unwrap();
+    expect_bytes(&mut member, b"newcomer\n");
+    expect_bytes(&mut old, b"newcomer\n");
+    old.write_all(b"after the failed reload\n").unwrap();
+    expect_bytes(&mut member, b"after the failed reload\n");
+    expect_bytes(&mut newcomer, b"after the failed reload\n");
+
+    server.signal("TERM");
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
+}
+
+#[test]
+fn sighup_does_not_stop_the_server() {
+    let (mut server, port, _) = start_on_free_port(bin(), &[]);
+    let line = reload(&mut server, 1);
+    assert!(line.contains("reloaded:"), "{line}");
+    let mut clients = join_room(loopback(port), 2);
+    clients[0].write_all(b"after HUP").unwrap();
+    expect_bytes(&mut clients[1], b"after HUP");
+    server.signal("TERM");
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(output.contains("stopped: 2 clients served"), "{output}");
+}
+
+#[cfg(feature = "tls")]
+#[test]
+fn sighup_with_a_new_certificate_serves_it_to_new_clients_and_keeps_old_sessions() {
+    use relay_tests::tls::{tls_connect, tls_join_room, TestPki};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+
+    let (first, second) = (TestPki::named("first CA"), TestPki::named("second CA"));
+    let dir = TempDir::new();
+    let files = first.write(dir.path());
+    let (cert, key) = (files.cert.to_str().unwrap(), files.key.to_str().unwrap());
+    let (mut server, port, _) = start_on_free_port(bin(), &["--tls-cert", cert, "--tls-key", key]);
+    let mut old = tls_join_room(loopback(port), &first.client_config(None), 2);
+
+    // The renewed certificate, from a CA the old clients do not trust, in the same files.
+    second.write(dir.path());
+    let line = reload(&mut server, 1);
+    assert!(line.contains("reloaded:"), "{line}");
+    let mut new = tls_connect(loopback(port), &second.client_config(None))
+        .expect("a client trusting only the new CA completes its handshake");
+    let presented = new.conn.peer_certificates().expect("a server certificate")[0].clone();
+    let expected = CertificateDer::from_pem_slice(second.server.cert.as_bytes()).unwrap();
+    assert_eq!(
+        presented, expected,
+        "the new client saw another certificate"
+    );
+    assert!(
+        tls_connect(loopback(port), &first.client_config(None)).is_err(),
+        "a new client trusting only the old CA still got in"
+    );
+
+    // The old sessions go on, byte-exact, and meet the new client in the same room.
+    let payload: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+    old[0].write_all(&payload).unwrap();
+    old[0].flush().unwrap();
+    expect_bytes(&mut old[1], &payload);
+    new.write_all(b"new session\n").unwrap();
+    new.flush().unwrap();
+    expect_bytes(&mut old[0], b"new session\n");
+    expect_bytes(&mut old[1], b"new session\n");
+
+    server.signal("TERM");
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
 }

@@ -23,7 +23,7 @@ _server() {
 
     case "${cmd}" in
         server)
-            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --generate --help --version"
+            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -102,6 +102,14 @@ _server() {
                     return 0
                     ;;
                 --deny)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --deny-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -20,6 +20,8 @@ complete -c server -l idle-timeout -d 'Cut a client that has neither sent nor be
 complete -c server -l handshake-timeout -d 'Cut a TLS client whose handshake is not done within SECS seconds; it never joins the room meanwhile' -r
 complete -c server -l allow -d 'Admit only peers in this network: CIDR such as 10.0.0.0/8 or ::1/128; a bare address is one host. Repeatable. Default: every peer that no --deny matches' -r
 complete -c server -l deny -d 'Refuse peers in this network (CIDR or a bare address); wins over --allow. Repeatable. Refused peers are closed right after accept, logged at most once a minute per address' -r
+complete -c server -l allow-file -d 'Add the --allow rules in FILE: one CIDR or address a line, `#` comments. Re-read on SIGHUP (Unix), for new connections. Repeatable' -r -F
+complete -c server -l deny-file -d 'Add the --deny rules in FILE, written as for --allow-file. Re-read on SIGHUP (Unix). Repeatable' -r -F
 complete -c server -l cluster -d 'Share the room with every relay connected to the NATS server at URL with the same --room (e.g. nats://127.0.0.1:4222; several URLs separated by commas). Exits 1 if NATS is unreachable at start. Needs a build with the `cluster` feature (`cargo build --release -p server-cli --features cluster`)' -r
 complete -c server -l tls-cert -d 'Serve TLS only, with this PEM certificate chain (the server\'s certificate first); needs --tls-key. Every client must then complete a TLS handshake (plaintext clients are dropped). Default: plain TCP' -r -F
 complete -c server -l tls-key -d 'The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)' -r -F
