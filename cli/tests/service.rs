@@ -128,11 +128,11 @@ fn reload(server: &mut ServerProcess, n: usize) -> String {
         "reload {n} not reported:\n{}",
         server.seen.join("\n")
     );
-    let reports = server
+    let mut reports = server
         .seen
         .iter()
         .filter(|l| needles.iter().any(|n| l.contains(n)));
-    reports.last().expect("a reload line").clone()
+    reports.next_back().expect("a reload line").clone()
 }
 
 /// A client whose connection comes from `source` (any 127.x.y.z works on Linux' loopback).
