@@ -9,7 +9,7 @@ use std::io;
 use std::process::ExitCode;
 
 use server_core::{Backend, Config, Framing, LineOptions, Pace, Rate, Shutdown};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::args::{compiled_backends, Args, BackendKind, FramingKind, Stop};
 
@@ -89,7 +89,22 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
             describe(&e)
         )
     })?;
-    let (listener, addr) = listen::listen(args.bind, args.port)?;
+    let (listener, addr, how) = match listen::inherited()? {
+        Some((listener, addr)) => {
+            if addr.port() != args.port || args.bind.is_some() {
+                warn!(
+                    "serving the inherited socket {addr}; the port argument ({}) and --bind are \
+                     not used",
+                    args.port
+                );
+            }
+            (listener, addr, "inherited; ")
+        }
+        None => {
+            let (listener, addr) = listen::listen(args.bind, args.port)?;
+            (listener, addr, "")
+        }
+    };
     let uplink = cluster::uplink(args.cluster(), backend.waker())?;
     let shutdown = Shutdown::new(backend.waker());
     signals::install(
@@ -98,8 +113,8 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     )?;
 
     let (name, pid) = (backend.name(), std::process::id());
-    let families = listen::families(addr);
-    info!(address = %addr, backend = name, pid, "listening on {addr} ({families}; backend {name}, pid {pid})");
+    let families = listen::families(&listener, addr);
+    info!(address = %addr, backend = name, pid, inherited = !how.is_empty(), "listening on {addr} ({how}{families}; backend {name}, pid {pid})");
     let config = config(args);
     let max_clients = config.client_limit(backend.capacity(), 1);
     let write_timeout = config

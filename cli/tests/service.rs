@@ -264,3 +264,46 @@ fn sighup_with_a_new_certificate_serves_it_to_new_clients_and_keeps_old_sessions
     let (status, output) = server.wait_exit();
     assert_eq!(status.code(), Some(0), "{output}");
 }
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian's systemd package): run with --ignored, CI does"]
+fn socket_activated_it_serves_the_passed_socket_and_notifies() {
+    let tool = "systemd-socket-activate";
+    let found = std::process::Command::new(tool).arg("--version").output();
+    assert!(
+        found.is_ok_and(|out| out.status.success()),
+        "{tool} is missing: install Debian's `systemd` package (CI does)"
+    );
+    let notify = NotifySocket::new();
+    let setenv = format!("NOTIFY_SOCKET={}", notify.path);
+    let server_bin = bin().to_str().expect("a UTF-8 binary path");
+    // systemd-socket-activate binds, then execs the server at the first connection, with the
+    // socket as fd 3 (LISTEN_FDS=1, LISTEN_PID its own pid, which the exec keeps).
+    let (mut server, port, _) = start_with_retry(Ready::Line("Listening on"), |port| {
+        let listen = format!("127.0.0.1:{port}");
+        let args = ["-l", &listen, "-E", &setenv, server_bin, port];
+        ServerProcess::spawn(Path::new(tool), &args, &[])
+    });
+    let mut first = connect(loopback(port));
+    let ready = notify.next();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready:?}");
+    let line = server
+        .wait_for_line("listening on")
+        .expect("the server's startup line");
+    assert!(
+        line.contains(&format!("listening on 127.0.0.1:{port} (inherited; IPv4;")),
+        "{line}"
+    );
+    let mut second = connect(loopback(port));
+    second.write_all(b"hello over the passed socket\n").unwrap();
+    expect_bytes(&mut first, b"hello over the passed socket\n");
+    first.write_all(b"and back\n").unwrap();
+    expect_bytes(&mut second, b"and back\n");
+
+    server.signal("TERM");
+    let stopping = notify.until("STOPPING=1");
+    assert!(stopping.contains("STATUS=draining"), "{stopping:?}");
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
+    assert!(output.contains("stopped: 2 clients served"), "{output}");
+}
