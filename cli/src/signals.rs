@@ -4,6 +4,7 @@
 //! and the console close handler of [`crate::console`] a closing console: each a stop. Windows
 //! has no SIGHUP, so there is no reload there: the files are read once, at start.
 
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use server_core::Shutdown;
@@ -58,7 +59,11 @@ fn stopper(shutdown: Shutdown) -> impl Fn() + Send + 'static {
                 warn!(error = %e, "could not wake the event loop");
             }
         } else {
-            eprintln!("server: second interrupt, exiting without draining");
+            // Not `eprintln!`, which panics (and so would not exit) if stderr is gone.
+            let _ = writeln!(
+                io::stderr(),
+                "server: second interrupt, exiting without draining"
+            );
             std::process::exit(0);
         }
     }

@@ -307,3 +307,81 @@ fn socket_activated_it_serves_the_passed_socket_and_notifies() {
     assert_eq!(status.code(), Some(0), "{output}");
     assert!(output.contains("stopped: 2 clients served"), "{output}");
 }
+
+/// Starts the server with stderr on a pipe, reads its output up to the startup line and closes
+/// the pipe: the next log lines fail to write (EPIPE), as they fail (EIO) once the terminal of
+/// a foreground server has closed. Returns the child and its port.
+fn start_then_close_the_log(args: &[&str]) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::sync::mpsc;
+
+    for _ in 0..5 {
+        let port = relay_tests::free_port().expect("a free port").to_string();
+        let mut child = Command::new(bin())
+            .args(args)
+            .arg(&port)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG")
+            .spawn()
+            .expect("spawn the server");
+        let stderr = child.stderr.take().expect("the stderr pipe");
+        let (tx, rx) = mpsc::channel();
+        // Reads up to the startup line, then returns, closing the pipe's read end.
+        std::thread::spawn(move || {
+            let mut seen = String::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains("listening on") {
+                    let _ = tx.send(Ok(()));
+                    return;
+                }
+            }
+            let _ = tx.send(Err(seen));
+        });
+        match rx.recv_timeout(TIMEOUT) {
+            Ok(Ok(())) => return (child, port.parse().expect("a port")),
+            Ok(Err(output)) if output.contains("cannot listen") => {
+                let _ = child.wait();
+            }
+            other => {
+                let _ = child.kill();
+                panic!("the server did not start: {other:?}");
+            }
+        }
+    }
+    panic!("no free port after 5 tries");
+}
+
+#[test]
+fn a_log_that_cannot_be_written_does_not_stop_the_server() {
+    use wait_timeout::ChildExt;
+
+    let (mut child, port) = start_then_close_the_log(&[]);
+    // Each join and each departure is a log line that now fails to write; the room goes on.
+    for round in 0..2 {
+        let mut clients = join_room(loopback(port), 2);
+        let text = format!("round {round}\n");
+        clients[0].write_all(text.as_bytes()).unwrap();
+        expect_bytes(&mut clients[1], text.as_bytes());
+    }
+    let pid = child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "kill -TERM {pid}: {sent}");
+    let status = child
+        .wait_timeout(TIMEOUT)
+        .expect("wait for the server")
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("the server did not stop within {TIMEOUT:?} of SIGTERM")
+        });
+    // Before the fix: exit 101, a panic at the first log line that could not be written.
+    assert_eq!(status.code(), Some(0), "{status}");
+}
