@@ -1,7 +1,8 @@
 //! `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--handshake-timeout`, `--allow`, `--deny`,
 //! `--allow-file`, `--deny-file`: how connections get in. [`Security::door`] reads the files each
-//! time it is called: at start, and again on every reload (SIGHUP, [`crate::reload`]). Builds without the `tls` feature know the TLS options and say so
-//! when they are used; access lists work in every build.
+//! time it is called: at start, and again on every reload (SIGHUP, [`crate::reload`]). Builds
+//! without the `tls` feature know the TLS options and say so when they are used; access lists
+//! work in every build.
 
 use std::path::PathBuf;
 use std::time::Duration;
