@@ -69,6 +69,21 @@ impl NotifySocket {
     }
 }
 
+/// Sends SIGTERM, expects exit 0 and returns the output.
+#[track_caller]
+fn stop(server: &mut ServerProcess) -> String {
+    server.signal("TERM");
+    exited_0(server)
+}
+
+/// Waits for the exit, expects code 0 and returns the output.
+#[track_caller]
+fn exited_0(server: &mut ServerProcess) -> String {
+    let (status, output) = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "{output}");
+    output
+}
+
 fn start_notifying(notify: &NotifySocket) -> (ServerProcess, u16) {
     let (server, port, _) = start_with_retry(Ready::Line("listening on"), |port| {
         ServerProcess::spawn(bin(), &[port], &[("NOTIFY_SOCKET", &notify.path)])
@@ -100,8 +115,7 @@ fn notify_socket_gets_ready_before_serving_and_stopping_at_sigterm() {
         stopped.contains("STATUS=stopped; 2 clients served, 2 connected at the stop"),
         "{stopped:?}"
     );
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
+    exited_0(&mut server);
 }
 
 #[test]
@@ -111,9 +125,7 @@ fn without_notify_socket_nothing_changes() {
     let mut clients = join_room(loopback(port), 2);
     clients[1].write_all(b"x").unwrap();
     expect_bytes(&mut clients[0], b"x");
-    server.signal("TERM");
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
+    let output = stop(&mut server);
     assert!(!output.contains("service manager"), "{output}");
 }
 
@@ -200,9 +212,7 @@ fn sighup_rereads_the_deny_file_for_new_clients_and_keeps_the_connected() {
     expect_bytes(&mut member, b"after the failed reload\n");
     expect_bytes(&mut newcomer, b"after the failed reload\n");
 
-    server.signal("TERM");
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
+    stop(&mut server);
 }
 
 #[test]
@@ -213,9 +223,7 @@ fn sighup_does_not_stop_the_server() {
     let mut clients = join_room(loopback(port), 2);
     clients[0].write_all(b"after HUP").unwrap();
     expect_bytes(&mut clients[1], b"after HUP");
-    server.signal("TERM");
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
+    let output = stop(&mut server);
     assert!(output.contains("stopped: 2 clients served"), "{output}");
 }
 
@@ -260,9 +268,7 @@ fn sighup_with_a_new_certificate_serves_it_to_new_clients_and_keeps_old_sessions
     expect_bytes(&mut old[0], b"new session\n");
     expect_bytes(&mut old[1], b"new session\n");
 
-    server.signal("TERM");
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
+    stop(&mut server);
 }
 
 #[test]
@@ -303,8 +309,7 @@ fn socket_activated_it_serves_the_passed_socket_and_notifies() {
     server.signal("TERM");
     let stopping = notify.until("STOPPING=1");
     assert!(stopping.contains("STATUS=draining"), "{stopping:?}");
-    let (status, output) = server.wait_exit();
-    assert_eq!(status.code(), Some(0), "{output}");
+    let output = exited_0(&mut server);
     assert!(output.contains("stopped: 2 clients served"), "{output}");
 }
 
