@@ -80,6 +80,24 @@ impl From<IpAddr> for Rule {
     }
 }
 
+/// The rules of an access file (`--allow-file`, `--deny-file`): one address or network a line,
+/// as [`Rule`] parses them; `#` starts a comment that runs to the end of the line; blank lines
+/// are skipped.
+///
+/// # Errors
+///
+/// The first line that is not a rule, as `line N: why`.
+pub fn parse_rules(text: &str) -> Result<Vec<Rule>, String> {
+    let mut rules = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let rule = line.split_once('#').map_or(line, |(rule, _)| rule).trim();
+        if !rule.is_empty() {
+            rules.push(rule.parse().map_err(|e| format!("line {}: {e}", n + 1))?);
+        }
+    }
+    Ok(rules)
+}
+
 /// Why a peer was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -301,6 +319,17 @@ impl<A: Acceptor> Acceptor for Gated<A> {
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn access_files_take_one_rule_a_line_with_comments() {
+        let text = "# office\n10.0.0.0/8  # whole range\n\n  ::1\n192.0.2.7\n";
+        let rules = parse_rules(text).unwrap();
+        let shown: Vec<String> = rules.iter().map(Rule::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]);
+        assert_eq!(parse_rules("# nothing\n\n").unwrap(), []);
+        let err = parse_rules("10.0.0.0/8\n10.0.0.0/99\n").unwrap_err();
+        assert!(err.starts_with("line 2: "), "{err}");
+    }
 
     fn rule(text: &str) -> Rule {
         text.parse().unwrap_or_else(|e| panic!("{e}"))

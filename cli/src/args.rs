@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
+use crate::generate::Generated;
 use crate::{cluster, security};
 
 /// The seed program's usage line; printed for every argument error.
@@ -226,6 +227,9 @@ impl Args {
             }
             Err(e) => return Err(Stop::Mistake(usage_error(&e))),
         };
+        if let Some(&kind) = matches.get_one::<Generated>(GENERATE) {
+            return Err(Stop::Generate(kind));
+        }
         let args = Args::from_arg_matches(&matches).map_err(|_| Stop::Mistake(USAGE.into()))?;
         // A rule on a defaulted option, which clap's `requires` cannot say.
         if args.framing == FramingKind::Raw && (args.tag || args.announce) {
@@ -253,10 +257,16 @@ pub(crate) enum Stop {
     Asked(clap::Error),
     /// A mistake: these lines go to stderr, and the exit code is 1.
     Mistake(String),
+    /// `--generate KIND`: completions or the man page on stdout, exit code 0.
+    Generate(Generated),
 }
 
-/// The clap command: the derived one, with `--version` and the [`NEEDS`] rules added.
-fn command() -> clap::Command {
+/// The hidden option that writes completions or the man page ([`crate::generate`]).
+const GENERATE: &str = "generate";
+
+/// The clap command: the derived one, with `--version`, the [`NEEDS`] rules and the hidden
+/// `--generate` added. Also what `--generate` describes.
+pub(crate) fn command() -> clap::Command {
     // One name in usage lines on every platform (argv[0] is `server.exe` on Windows).
     let mut command = Args::command().version(VERSION.as_str()).bin_name("server");
     for (option, needs, _) in NEEDS {
@@ -264,7 +274,15 @@ fn command() -> clap::Command {
             command = command.mut_arg(option, |arg| arg.requires(need));
         }
     }
-    command
+    // Alone on the command line (the port is not needed then); see `crate::generate`.
+    command.arg(
+        Arg::new(GENERATE)
+            .long(GENERATE)
+            .value_name("KIND")
+            .hide(true)
+            .exclusive(true)
+            .value_parser(clap::value_parser!(Generated)),
+    )
 }
 
 /// The lines for an argument error. A bad value for an option (not the port) or a missing

@@ -1,5 +1,6 @@
-//! The listening socket: `--bind`, or one dual-stack socket on `[::]` with an IPv4 fallback, set
-//! up the way mio's `TcpListener::bind` does. Holds the binary's one Windows `unsafe`
+//! The listening socket: one a service manager passed (socket activation), else `--bind`, or one
+//! dual-stack socket on `[::]` with an IPv4 fallback, set up the way mio's `TcpListener::bind`
+//! does. Holds the binary's one Windows `unsafe`
 //! (`SO_EXCLUSIVEADDRUSE`, which socket2 does not expose).
 
 use std::io;
@@ -48,10 +49,45 @@ pub(crate) fn listen(bind: Option<IpAddr>, port: u16) -> Result<(TcpListener, So
     }
 }
 
-/// Which families a listener on `addr` serves, for the startup line.
-pub(crate) fn families(addr: SocketAddr) -> &'static str {
+/// The listener a service manager passed with `LISTEN_FDS`/`LISTEN_PID` (systemd socket
+/// activation, `systemd-socket-activate`), made non-blocking; `None` when none was passed (or it
+/// was meant for another process). Only the first is served: a warning names the others. Unix
+/// only: elsewhere there is no such protocol and this is always `None`. `Err` is the message for
+/// the terminal.
+pub(crate) fn inherited() -> Result<Option<(TcpListener, SocketAddr)>, String> {
+    #[cfg(unix)]
+    {
+        let mut passed = listenfd::ListenFd::from_env();
+        if passed.len() == 0 {
+            return Ok(None);
+        }
+        let unusable =
+            |e: io::Error| format!("cannot serve the inherited socket: {}", describe(&e));
+        let listener = passed
+            .take_tcp_listener(0)
+            .map_err(unusable)?
+            .ok_or("cannot serve the inherited socket: it was already taken")?;
+        listener.set_nonblocking(true).map_err(unusable)?;
+        let addr = listener.local_addr().map_err(unusable)?;
+        if passed.len() > 1 {
+            warn!(
+                sockets = passed.len(),
+                "{} sockets were passed; serving the first ({addr}), ignoring the others",
+                passed.len()
+            );
+        }
+        Ok(Some((listener, addr)))
+    }
+    #[cfg(not(unix))]
+    Ok(None)
+}
+
+/// Which families `listener` on `addr` serves, for the startup line.
+pub(crate) fn families(listener: &TcpListener, addr: SocketAddr) -> &'static str {
+    // An inherited socket may be IPv6-only (systemd's BindIPv6Only=ipv6-only); ours never are.
+    let only_v6 = socket2::SockRef::from(listener).only_v6().unwrap_or(false);
     match addr {
-        SocketAddr::V6(v6) if v6.ip().is_unspecified() => "IPv6 and IPv4",
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() && !only_v6 => "IPv6 and IPv4",
         SocketAddr::V6(_) => "IPv6",
         SocketAddr::V4(_) => "IPv4",
     }

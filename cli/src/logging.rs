@@ -21,7 +21,12 @@ pub(crate) fn init(args: &Args) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_target(false);
+        .with_target(false)
+        // A log line that cannot be written is dropped. By default tracing-subscriber reports
+        // that with `eprintln!`, which panics when stderr itself fails: a terminal that closed
+        // under a foreground server (SIGHUP now reloads, so the server lives on) turned the next
+        // log line into a panic and exit 101, dropping every client.
+        .log_internal_errors(false);
     match args.log_format {
         LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
         LogFormat::Json => builder.json().with_ansi(false).init(),

@@ -9,7 +9,7 @@ use std::io;
 use std::process::ExitCode;
 
 use server_core::{Backend, Config, Framing, LineOptions, Pace, Rate, Shutdown};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::args::{compiled_backends, Args, BackendKind, FramingKind, Stop};
 
@@ -17,9 +17,12 @@ mod args;
 mod cluster;
 #[cfg(windows)]
 mod console;
+mod generate;
 mod limits;
 mod listen;
 mod logging;
+mod notify;
+mod reload;
 mod security;
 mod signals;
 
@@ -39,6 +42,15 @@ fn main() -> ExitCode {
         Err(Stop::Mistake(text)) => {
             eprintln!("{text}");
             return ExitCode::FAILURE;
+        }
+        Err(Stop::Generate(kind)) => {
+            return match generate::write(kind, args::command(), &mut io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("server: cannot write the generated file: {}", describe(&e));
+                    ExitCode::FAILURE
+                }
+            };
         }
     };
     logging::init(&args);
@@ -68,7 +80,8 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     // Everything that can fail without the network fails here, before the port is taken: the
     // cluster options, the TLS files, the backend.
     cluster::check(args.cluster())?;
-    let door = args.security.door()?;
+    let (door, access) = args.security.door()?;
+    let door = reload::SharedDoor::new(door);
     let backend = make_backend().map_err(|e| {
         format!(
             "cannot create the {} backend: {}",
@@ -76,14 +89,32 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
             describe(&e)
         )
     })?;
-    let (listener, addr) = listen::listen(args.bind, args.port)?;
+    let (listener, addr, how) = match listen::inherited()? {
+        Some((listener, addr)) => {
+            if addr.port() != args.port || args.bind.is_some() {
+                warn!(
+                    "serving the inherited socket {addr}; the port argument ({}) and --bind are \
+                     not used",
+                    args.port
+                );
+            }
+            (listener, addr, "inherited; ")
+        }
+        None => {
+            let (listener, addr) = listen::listen(args.bind, args.port)?;
+            (listener, addr, "")
+        }
+    };
     let uplink = cluster::uplink(args.cluster(), backend.waker())?;
     let shutdown = Shutdown::new(backend.waker());
-    signals::install(&shutdown)?;
+    signals::install(
+        &shutdown,
+        reload::reloader(args.security.clone(), door.clone()),
+    )?;
 
     let (name, pid) = (backend.name(), std::process::id());
-    let families = listen::families(addr);
-    info!(address = %addr, backend = name, pid, "listening on {addr} ({families}; backend {name}, pid {pid})");
+    let families = listen::families(&listener, addr);
+    info!(address = %addr, backend = name, pid, inherited = !how.is_empty(), "listening on {addr} ({how}{families}; backend {name}, pid {pid})");
     let config = config(args);
     let max_clients = config.client_limit(backend.capacity(), 1);
     let write_timeout = config
@@ -98,14 +129,19 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
         config.max_pending,
         config.drain_timeout.as_secs_f64()
     );
-    args.security.log_startup();
+    args.security.log_startup(&access);
     let mut relay = server_core::Relay::new(config).door(listener, door);
     if let Some(uplink) = uplink {
         relay = relay.uplink(uplink);
     }
+    notify::ready(&format!("listening on {addr}; 0 clients"));
     let outcome = match relay.run(backend, &shutdown) {
         Ok(summary) => {
             info!("stopped: {summary}");
+            notify::status(&format!(
+                "stopped; {} clients served, {} connected at the stop",
+                summary.accepted, summary.open_at_stop
+            ));
             Ok(())
         }
         Err(e) => {

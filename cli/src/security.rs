@@ -1,6 +1,8 @@
-//! `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--handshake-timeout`, `--allow`, `--deny`:
-//! how connections get in. Builds without the `tls` feature know the TLS options and say so
-//! when they are used; access lists work in every build.
+//! `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--handshake-timeout`, `--allow`, `--deny`,
+//! `--allow-file`, `--deny-file`: how connections get in. [`Security::door`] reads the files each
+//! time it is called: at start, and again on every reload (SIGHUP, [`crate::reload`]). Builds
+//! without the `tls` feature know the TLS options and say so when they are used; access lists
+//! work in every build.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,9 +13,10 @@ use server_core::PlainTcp;
 use tracing::info;
 
 use crate::args::parse_interval;
+use crate::describe;
 
 /// The options that decide who gets in and how.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Security {
     /// Serve TLS only, with this PEM certificate chain (the server's certificate first); needs
     /// --tls-key. Every client must then complete a TLS handshake (plaintext clients are
@@ -44,6 +47,16 @@ pub(crate) struct Security {
     /// Refused peers are closed right after accept, logged at most once a minute per address.
     #[arg(long = "deny", value_name = "CIDR")]
     deny: Vec<Rule>,
+
+    /// Add the --allow rules in FILE: one CIDR or address a line, `#` comments. Re-read on
+    /// SIGHUP (Unix), for new connections. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    allow_file: Vec<PathBuf>,
+
+    /// Add the --deny rules in FILE, written as for --allow-file. Re-read on SIGHUP (Unix).
+    /// Repeatable.
+    #[arg(long, value_name = "FILE")]
+    deny_file: Vec<PathBuf>,
 }
 
 /// What the engine runs with: the access list around plain TCP or TLS.
@@ -52,9 +65,30 @@ pub(crate) type Door = Gated<Entry>;
 impl Security {
     /// The acceptor: loads the TLS files (a missing, unreadable or mismatched one is an error
     /// naming it) and wraps it in the access list. `Err` is the message for the terminal.
-    pub(crate) fn door(&self) -> Result<Door, String> {
-        let list = AccessList::new(self.allow.clone(), self.deny.clone());
-        Ok(Gated::new(self.entry()?, list))
+    /// Also returns the access list it holds, for the log.
+    pub(crate) fn door(&self) -> Result<(Door, AccessList), String> {
+        let list = self.access_list()?;
+        Ok((Gated::new(self.entry()?, list.clone()), list))
+    }
+
+    /// The --allow/--deny rules merged with those of the files, read now.
+    fn access_list(&self) -> Result<AccessList, String> {
+        let merged = |rules: &[Rule], files: &[PathBuf]| -> Result<Vec<Rule>, String> {
+            let mut all = rules.to_vec();
+            for file in files {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {}", file.display(), describe(&e)))?;
+                all.extend(
+                    relay_access::parse_rules(&text)
+                        .map_err(|e| format!("{}: {e}", file.display()))?,
+                );
+            }
+            Ok(all)
+        };
+        Ok(AccessList::new(
+            merged(&self.allow, &self.allow_file)?,
+            merged(&self.deny, &self.deny_file)?,
+        ))
     }
 
     #[cfg(feature = "tls")]
@@ -82,7 +116,7 @@ impl Security {
 
     /// One line each for TLS and the access list, when they are on; plain `server <port>`
     /// logs neither.
-    pub(crate) fn log_startup(&self) {
+    pub(crate) fn log_startup(&self, list: &AccessList) {
         if let Some(cert) = &self.tls_cert {
             let clients = match &self.tls_client_ca {
                 Some(ca) => format!("client certificates required (CA {})", ca.display()),
@@ -96,13 +130,8 @@ impl Security {
                 cert.display()
             );
         }
-        let list = AccessList::new(self.allow.clone(), self.deny.clone());
         if !list.is_open() {
-            info!(
-                allow = self.allow.len(),
-                deny = self.deny.len(),
-                "access list: {list}; refused peers are closed at once"
-            );
+            info!("access list: {list}; refused peers are closed at once");
         }
     }
 }

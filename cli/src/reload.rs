@@ -1,0 +1,49 @@
+//! Reload without dropping anyone: the door the engine admits through is shared with the signal
+//! thread, which swaps in a new one (TLS files and access lists read again) on SIGHUP. Only new
+//! connections meet the new door; connected clients, TLS sessions included, keep what they have.
+//! A door that fails to build (a missing file, a bad line, a key that does not match) leaves the
+//! old one in place, and the log says why. The engine needs no change: it sees one `Acceptor`.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use relay_tls::EntryLink;
+use server_core::{Acceptor, Admission};
+use tracing::{info, warn};
+
+use crate::security::{Door, Security};
+
+/// The door, behind a lock the event loop takes once per accepted connection (uncontended but
+/// for the moment of a reload).
+#[derive(Debug, Clone)]
+pub(crate) struct SharedDoor(Arc<Mutex<Door>>);
+
+impl SharedDoor {
+    pub(crate) fn new(door: Door) -> SharedDoor {
+        SharedDoor(Arc::new(Mutex::new(door)))
+    }
+}
+
+impl Acceptor for SharedDoor {
+    type Link = EntryLink;
+
+    fn accept(&mut self, stream: TcpStream, peer: SocketAddr) -> io::Result<Admission<EntryLink>> {
+        // A panic while holding the lock cannot leave a door half-built: it is replaced whole.
+        let mut door = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        door.accept(stream, peer)
+    }
+}
+
+/// What SIGHUP runs: build a new door from `security` (reading its files again) and swap it in,
+/// or keep the old one and say why.
+pub(crate) fn reloader(security: Security, shared: SharedDoor) -> impl Fn() + Send + 'static {
+    move || match security.door() {
+        Ok((door, list)) => {
+            *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = door;
+            info!("reloaded: TLS files and access lists read again; they apply to new connections");
+            security.log_startup(&list);
+        }
+        Err(e) => warn!(error = %e, "reload failed, keeping the old settings: {e}"),
+    }
+}
