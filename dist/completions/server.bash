@@ -23,7 +23,7 @@ _server() {
 
     case "${cmd}" in
         server)
-            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --generate --help --version"
+            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --send-buffer --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -70,6 +70,10 @@ _server() {
                     return 0
                     ;;
                 --pace-budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --send-buffer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
