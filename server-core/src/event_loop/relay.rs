@@ -30,9 +30,7 @@ impl Engine {
             conn.read_while_held = 0;
         }
         let light = self.config.pace.light;
-        // A client with more than the budget queued for it is not paused: it is likely blocked
-        // writing to us and not reading until it can, so pausing it would wait for itself.
-        let held = conn.member && self.pace_counts.holding_back > 0 && !conn.standing.is_over();
+        let held = conn.member && self.pace_counts.holding_back > 0;
         if held && conn.read_while_held >= light {
             return self.pause_reading(token);
         }
@@ -177,13 +175,6 @@ impl Engine {
             self.summary.messages_queued += messages;
             if self.pace_counts.note(conn, &pace, now) {
                 self.timers.sweep_within(now, pace.grace);
-                if conn.read_paused {
-                    // Now behind itself: read it again (see `read_once`).
-                    conn.read_paused = false;
-                    if conn.link.has_buffered_input() {
-                        self.read_again.push(token);
-                    }
-                }
             }
             if conn.queue.len() > max_pending {
                 self.doomed
