@@ -101,6 +101,32 @@ impl Doors {
         }
     }
 
+    /// Sets the interest of listener `index` alone (a service door kept open in the drain).
+    pub(super) fn set_interest_of<B: Backend>(
+        &self,
+        index: usize,
+        interest: Interest,
+        backend: &mut B,
+    ) {
+        if let Some(door) = self.doors.get(index) {
+            if let Err(e) =
+                backend.reregister(door.listener.borrowed(), Token::door(index), interest)
+            {
+                warn!(error = %e, ?interest, "could not change a listener's interest");
+            }
+        }
+    }
+
+    /// Door `index`'s acceptor admits or refuses a new connection.
+    pub(super) fn admit_at(
+        &mut self,
+        index: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<Admission<Box<dyn crate::link::Link>>> {
+        self.doors[index].acceptor.admit(stream, peer)
+    }
+
     /// Deregisters every listener while it is still open; they close as they drop.
     pub(super) fn close<B: Backend>(&mut self, backend: &mut B) {
         for door in self.doors.drain(..) {
@@ -138,6 +164,10 @@ impl Engine {
                 return;
             }
             match self.doors.doors[index].listener.accept() {
+                Ok((stream, peer)) if self.services.serves(index) => {
+                    failed_before = false;
+                    self.add_service(index, stream, peer, backend);
+                }
                 Ok((stream, peer)) if self.pool.len() >= self.max_clients => {
                     failed_before = false;
                     self.refuse_full(stream.raw_number(), peer, None);
@@ -295,6 +325,8 @@ impl Engine {
                 rate_wait: None,
                 last_active: now,
                 queue: OutQueue::new(),
+                bytes_in: 0,
+                bytes_out: 0,
                 registered: Interest::READABLE,
                 progress: Progress::default(),
                 standing: Standing::default(),
