@@ -42,9 +42,9 @@ use crate::summary::Summary;
 pub(crate) use accept::Door;
 pub(crate) use connection::Connection;
 use connection::Doomed;
-pub use services::View;
-use services::Services;
 use pacing::PaceCounts;
+use services::Services;
+pub use services::View;
 use timers::Timers;
 
 /// The engine's state between turns: the room's connections, its doors and its counters.

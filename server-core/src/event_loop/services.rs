@@ -517,7 +517,8 @@ impl Engine {
         self.services.start_draining();
         for index in 0..self.services.handlers.len() {
             if self.services.serves(index) {
-                self.doors.set_interest_of(index, Interest::READABLE, backend);
+                self.doors
+                    .set_interest_of(index, Interest::READABLE, backend);
             }
         }
     }
