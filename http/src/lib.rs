@@ -87,6 +87,7 @@ impl HttpService {
             http11: request.http11,
         };
         if request.method != "GET" && !head_only {
+            reply.keep = false; // its body, if any, is not read
             reply.send(405, "Allow: GET, HEAD\r\n", TEXT, b"only GET and HEAD\n");
             return false;
         }
