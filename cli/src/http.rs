@@ -51,8 +51,9 @@ fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
     if let Ok(port) = text.parse::<u16>() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
     }
-    text.parse()
-        .map_err(|_| format!("{text:?} is not a port or an address with a port like 127.0.0.1:8222"))
+    text.parse().map_err(|_| {
+        format!("{text:?} is not a port or an address with a port like 127.0.0.1:8222")
+    })
 }
 
 /// The HTTP door, ready to add to the relay.
