@@ -117,7 +117,13 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     let (name, pid) = (backend.name(), std::process::id());
     let families = listen::families(&listener, addr);
     info!(address = %addr, backend = name, pid, inherited = !how.is_empty(), "listening on {addr} ({how}{families}; backend {name}, pid {pid})");
-    let config = config(args);
+    let mut config = config(args);
+    if let (Some(http), None) = (&http, args.max_clients) {
+        // The descriptor budget the default is sized from also holds the HTTP port's listener
+        // and connections.
+        let reserve = http.limits.max_connections + 1;
+        config.max_clients = config.max_clients.saturating_sub(reserve).max(1);
+    }
     let max_clients = config.client_limit(backend.capacity(), 1 + usize::from(http.is_some()));
     let write_timeout = config
         .write_timeout

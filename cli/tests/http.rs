@@ -366,6 +366,54 @@ fn garbage_oversized_unfinished_and_idle_requests_are_cut_while_chat_flows() {
     }
 }
 
+/// Lists `n` clients through a client whose receive window is 4 KiB, so the reply (about 166
+/// bytes a client) is written across many partial writes; checks every client is listed once.
+fn list_many_clients(backend: &str, n: usize) {
+    let (_server, chat, http) = start(backend, &[]);
+    let room = join_room(chat, n);
+    let mut slow = small_window_client(http);
+    let request = format!("GET /clients?limit={} HTTP/1.1\r\n\r\n", n + 10);
+    slow.write_all(request.as_bytes()).unwrap();
+    let reply = read_response(&mut slow, false);
+    assert_eq!(reply.status, 200, "{backend}");
+    let clients = json(&reply.body);
+    let list = clients["list"].as_array().unwrap();
+    let mut ids: Vec<u64> = list.iter().map(|c| c["id"].as_u64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (clients["clients"].as_u64(), ids.len()),
+        (Some(n as u64), n),
+        "{backend}"
+    );
+    // The connection is still usable after the large reply.
+    slow.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut slow, false).status, 200, "{backend}");
+    drop(room);
+}
+
+#[test]
+fn a_large_clients_reply_is_written_across_partial_writes() {
+    for backend in backends() {
+        list_many_clients(backend, 300);
+    }
+}
+
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "stress; 10,000 clients need a descriptor limit over 20,000 (Linux CI has it)"
+)]
+#[cfg_attr(target_os = "linux", ignore = "stress: run with --ignored")]
+#[cfg_attr(
+    not(feature = "polling"),
+    ignore = "needs the polling backend (select holds ~1,000)"
+)]
+#[test]
+fn stress_clients_lists_ten_thousand_clients() {
+    relay_tests::raise_fd_limit();
+    list_many_clients("polling", 10_000);
+}
+
 #[test]
 fn a_token_guards_everything_but_healthz() {
     let dir = relay_tests::tls::TempDir::new();
