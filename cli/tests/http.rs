@@ -401,7 +401,7 @@ fn a_large_clients_reply_is_written_across_partial_writes() {
 
 #[cfg_attr(
     not(target_os = "linux"),
-    ignore = "stress; 10,000 clients need a descriptor limit over 20,000 (Linux CI has it)"
+    ignore = "stress; 10,000 clients and their server in one machine's limits: run on Linux"
 )]
 #[cfg_attr(target_os = "linux", ignore = "stress: run with --ignored")]
 #[cfg_attr(
