@@ -40,7 +40,7 @@ pub(crate) fn features() -> String {
 
 /// Options that only make sense with others: the option, the options it needs, and what the
 /// user reads when one is missing. Handed to clap as `requires`; the message names the option.
-const NEEDS: [(&str, &[&str], &str); 10] = [
+const NEEDS: [(&str, &[&str], &str); 11] = [
     ("tls_cert", &["tls_key"], "--tls-cert needs --tls-key"),
     ("tls_key", &["tls_cert"], "--tls-key needs --tls-cert"),
     (
@@ -74,6 +74,11 @@ const NEEDS: [(&str, &[&str], &str); 10] = [
         "http_idle_timeout",
         &["http"],
         "--http-idle-timeout needs --http ADDR",
+    ),
+    (
+        "http_tls",
+        &["http", "tls_cert"],
+        "--http-tls needs --http ADDR and --tls-cert",
     ),
 ];
 

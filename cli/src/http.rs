@@ -7,12 +7,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use relay_access::{AccessList, Gated};
 use relay_http::{BuildInfo, HttpOptions, HttpService};
-use server_core::{PlainTcp, ServiceLimits};
+use server_core::ServiceLimits;
 
 use crate::args::parse_interval;
 use crate::describe;
+use crate::reload::{HttpReload, SharedDoor};
+use crate::security::Security;
 
 /// The request head limit: past it, 431.
 const MAX_HEAD: usize = 8 * 1024;
@@ -43,6 +44,11 @@ pub(crate) struct HttpArgs {
     /// With --http: close a keep-alive connection idle this long.
     #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_interval)]
     http_idle_timeout: Duration,
+
+    /// With --http and --tls-cert: serve HTTPS with the chat port's certificate (never asking
+    /// for client certificates, even with --tls-client-ca). Default: plain HTTP.
+    #[arg(long)]
+    http_tls: bool,
 }
 
 /// A bare port (`8222`: on 127.0.0.1) or an address with a port (`0.0.0.0:8222`, `[::1]:8222`).
@@ -61,15 +67,15 @@ fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
 pub(crate) struct HttpDoor {
     pub(crate) listener: TcpListener,
     pub(crate) addr: SocketAddr,
-    pub(crate) acceptor: Gated<PlainTcp>,
+    pub(crate) acceptor: SharedDoor,
     pub(crate) service: HttpService,
     pub(crate) limits: ServiceLimits,
 }
 
 impl HttpArgs {
-    /// Reads the token file and binds the address; `None` without --http. `Err` is the message
-    /// for the terminal.
-    pub(crate) fn door(&self, access: &AccessList) -> Result<Option<HttpDoor>, String> {
+    /// Reads the token file, makes the door (access list, TLS) and binds the address; `None`
+    /// without --http. `Err` is the message for the terminal.
+    pub(crate) fn door(&self, security: &Security) -> Result<Option<HttpDoor>, String> {
         let Some(addr) = self.http else {
             return Ok(None);
         };
@@ -88,6 +94,7 @@ impl HttpArgs {
                 Some(token.to_string())
             }
         };
+        let acceptor = SharedDoor::new(security.http_door(self.http_tls)?);
         let listener = crate::listen::bind_one(addr)
             .map_err(|e| format!("cannot listen on {addr} for --http: {}", describe(&e)))?;
         let addr = listener.local_addr().unwrap_or(addr);
@@ -108,15 +115,25 @@ impl HttpArgs {
         Ok(Some(HttpDoor {
             listener,
             addr,
-            acceptor: Gated::new(PlainTcp, access.clone()),
+            acceptor,
             service,
             limits,
         }))
     }
 
-    /// Whether a token guards the window, for the startup line.
-    pub(crate) fn has_token(&self) -> bool {
-        self.http_token_file.is_some()
+    /// How the startup line describes the window: `http` or `https`, and its guard.
+    pub(crate) fn describe(&self) -> (&'static str, &'static str) {
+        let scheme = if self.http_tls { "https" } else { "http" };
+        let token = match self.http_token_file {
+            Some(_) => "a bearer token required but for /healthz",
+            None => "no token",
+        };
+        (scheme, token)
+    }
+
+    /// What SIGHUP rebuilds for this door.
+    pub(crate) fn reload(&self, door: Option<&HttpDoor>) -> HttpReload {
+        door.map(|d| (self.http_tls, d.acceptor.clone()))
     }
 }
 

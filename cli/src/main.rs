@@ -82,7 +82,7 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     // cluster options, the TLS files, the backend.
     cluster::check(args.cluster())?;
     let (door, access) = args.security.door()?;
-    let http = args.http.door(&access)?;
+    let http = args.http.door(&args.security)?;
     let door = reload::SharedDoor::new(door);
     let backend = make_backend().map_err(|e| {
         format!(
@@ -111,7 +111,11 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     let shutdown = Shutdown::new(backend.waker());
     signals::install(
         &shutdown,
-        reload::reloader(args.security.clone(), door.clone()),
+        reload::reloader(
+            args.security.clone(),
+            door.clone(),
+            args.http.reload(http.as_ref()),
+        ),
     )?;
 
     let (name, pid) = (backend.name(), std::process::id());
@@ -140,13 +144,9 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     args.security.log_startup(&access);
     let mut relay = server_core::Relay::new(config).door(listener, door);
     if let Some(http) = http {
-        let token = if args.http.has_token() {
-            "a bearer token required but for /healthz"
-        } else {
-            "no token"
-        };
+        let (scheme, token) = args.http.describe();
         let (addr, max) = (http.addr, http.limits.max_connections);
-        info!(address = %addr, "http on {addr}: /healthz /metrics /stats /clients ({token}; at most {max} connections)");
+        info!(address = %addr, "{scheme} on {addr}: /healthz /metrics /stats /clients ({token}; at most {max} connections)");
         relay = relay
             .service_door(http.listener, http.acceptor, http.service)
             .service_limits(http.limits);

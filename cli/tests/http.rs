@@ -45,10 +45,10 @@ fn start(backend: &str, args: &[&str]) -> (ServerProcess, SocketAddr, SocketAddr
         ServerProcess::spawn(Path::new(bin()), &all, &[])
     });
     let line = server
-        .wait_for_line("http on ")
+        .wait_for_line(": /healthz /metrics")
         .expect("the HTTP startup line");
-    let rest = &line[line.find("http on ").unwrap() + "http on ".len()..];
-    let http: SocketAddr = rest[..rest.find(": ").unwrap()].parse().unwrap();
+    let rest = &line[line.find(" on ").unwrap() + " on ".len()..];
+    let http: SocketAddr = rest[..rest.find(": /healthz").unwrap()].parse().unwrap();
     (server, loopback(port), http)
 }
 
@@ -297,7 +297,7 @@ fn metrics_parse_as_prometheus_text_and_count_what_the_test_did() {
 fn garbage_oversized_unfinished_and_idle_requests_are_cut_while_chat_flows() {
     const SIZE: usize = 4 * 1024 * 1024;
     for backend in backends() {
-        let (mut server, chat, http) = start(
+        let (server, chat, http) = start(
             backend,
             &[
                 "--http-head-timeout",
@@ -362,7 +362,12 @@ fn garbage_oversized_unfinished_and_idle_requests_are_cut_while_chat_flows() {
         let demux = receive_pattern(&mut reader, SIZE);
         assert_eq!(demux.seen[0], SIZE, "{backend}");
         let _sender = writer.join().unwrap();
-        assert!(server.wait_for_line("http on").is_some());
+        assert_eq!(
+            http_get(http, "/healthz").status,
+            200,
+            "{backend}: still serving"
+        );
+        drop(server);
     }
 }
 
@@ -538,5 +543,88 @@ fn healthz_answers_503_while_the_server_drains() {
         assert_eq!(expect_closed(&mut paused), 0);
         let (status, output) = server.wait_exit();
         assert_eq!(status.code(), Some(0), "{output}");
+    }
+}
+
+#[cfg_attr(
+    not(feature = "tls"),
+    ignore = "--http-tls needs the tls feature (a default feature)"
+)]
+#[test]
+fn http_tls_serves_https_with_the_chat_ports_certificate_and_no_client_certificate() {
+    use relay_tests::tls::{tls_connect, TempDir, TestPki};
+    let dir = TempDir::new();
+    let pki = TestPki::new();
+    let files = pki.write(dir.path());
+    let (cert, key, ca) = (
+        files.cert.to_str().unwrap(),
+        files.key.to_str().unwrap(),
+        files.ca.to_str().unwrap(),
+    );
+    for backend in backends() {
+        // Mutual TLS on the chat port; the HTTPS port still asks for no client certificate.
+        let args = [
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+            "--tls-client-ca",
+            ca,
+            "--http-tls",
+        ];
+        let (_server, _chat, http) = start(backend, &args);
+        let config = pki.client_config(None);
+        let mut stream = tls_connect(http, &config).expect("an HTTPS handshake");
+        stream
+            .write_all(
+                b"GET /healthz HTTP/1.1\r\n\r\nGET /stats HTTP/1.1\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        let health = read_response(&mut stream, false);
+        assert_eq!(
+            (health.status, health.text().as_str()),
+            (200, "ok\n"),
+            "{backend}"
+        );
+        let stats = read_response(&mut stream, false);
+        assert_eq!(json(&stats.body)["backend"], backend);
+        // Plain HTTP on the HTTPS port gets no answer.
+        let mut plain = connect(http);
+        let _ = plain.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
+        let mut buf = [0; 5];
+        if let Ok(n) = plain.read(&mut buf) {
+            assert_ne!(
+                &buf[..n],
+                b"HTTP/",
+                "{backend}: plain HTTP answered on the HTTPS port"
+            );
+        }
+    }
+}
+
+#[cfg_attr(
+    not(unix),
+    ignore = "SIGHUP reloads the access lists; Windows has no SIGHUP"
+)]
+#[test]
+fn a_reload_applies_the_new_access_lists_to_the_http_port() {
+    let dir = relay_tests::tls::TempDir::new();
+    let deny = dir.path().join("deny");
+    std::fs::write(&deny, "# nobody yet\n").unwrap();
+    let deny_arg = deny.to_str().unwrap();
+    for backend in backends() {
+        std::fs::write(&deny, "# nobody yet\n").unwrap();
+        let (mut server, _chat, http) = start(backend, &["--deny-file", deny_arg]);
+        assert_eq!(http_get(http, "/healthz").status, 200, "{backend}");
+        std::fs::write(&deny, "127.0.0.1\n").unwrap();
+        server.signal("HUP");
+        assert!(server.wait_for_line("reloaded").is_some(), "{backend}");
+        let mut refused = connect(http);
+        let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
+        let mut buf = [0; 64];
+        match refused.read(&mut buf) {
+            Ok(0) | Err(_) => {}
+            Ok(n) => panic!("{backend}: answered after the reload: {:?}", &buf[..n]),
+        }
     }
 }

@@ -62,6 +62,7 @@ Register-ArgumentCompleter -Native -CommandName 'server' -ScriptBlock {
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Log only warnings and errors. RUST_LOG overrides')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Log only warnings and errors. RUST_LOG overrides')
             [CompletionResult]::new('--cluster-optional', '--cluster-optional', [CompletionResultType]::ParameterName, 'With --cluster: start even if NATS is unreachable, relay locally meanwhile and keep trying in the background')
+            [CompletionResult]::new('--http-tls', '--http-tls', [CompletionResultType]::ParameterName, 'With --http and --tls-cert: serve HTTPS with the chat port''s certificate (never asking for client certificates, even with --tls-client-ca). Default: plain HTTP')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')

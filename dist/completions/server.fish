@@ -44,5 +44,6 @@ complete -c server -l announce -d 'Line mode: tell the room when a client joins 
 complete -c server -s v -l verbose -d 'Log more: -v adds every chunk received, -vv every readiness event. RUST_LOG overrides'
 complete -c server -s q -l quiet -d 'Log only warnings and errors. RUST_LOG overrides'
 complete -c server -l cluster-optional -d 'With --cluster: start even if NATS is unreachable, relay locally meanwhile and keep trying in the background'
+complete -c server -l http-tls -d 'With --http and --tls-cert: serve HTTPS with the chat port\'s certificate (never asking for client certificates, even with --tls-client-ca). Default: plain HTTP'
 complete -c server -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c server -s V -l version -d 'Print version'

@@ -2,10 +2,11 @@
 //! read with bounded waits and cut by `Content-Length`, so a test sees exactly what the server
 //! wrote (pipelining, HEAD, keep-alive, closes).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
+use crate::sockets::Socketed;
 use crate::{connect, TIMEOUT};
 
 /// One response as read off the wire.
@@ -61,7 +62,7 @@ pub fn http_get_with(addr: SocketAddr, path: &str, headers: &str) -> HttpRespons
 /// for the head so nothing of a following pipelined response is taken. Panics on a close before
 /// the response is whole, or after [`TIMEOUT`].
 #[track_caller]
-pub fn read_response(stream: &mut TcpStream, head_only: bool) -> HttpResponse {
+pub fn read_response<S: Socketed + ?Sized>(stream: &mut S, head_only: bool) -> HttpResponse {
     let deadline = Instant::now() + TIMEOUT;
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
@@ -104,7 +105,12 @@ pub fn read_response(stream: &mut TcpStream, head_only: bool) -> HttpResponse {
 
 /// One read, with what is left of `deadline` as its timeout; panics on a close or a timeout.
 #[track_caller]
-fn read_bounded(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant, so_far: &[u8]) -> usize {
+fn read_bounded<S: Socketed + ?Sized>(
+    stream: &mut S,
+    buf: &mut [u8],
+    deadline: Instant,
+    so_far: &[u8],
+) -> usize {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(
@@ -113,6 +119,7 @@ fn read_bounded(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant, so_fa
             String::from_utf8_lossy(so_far)
         );
         stream
+            .socket()
             .set_read_timeout(Some(left))
             .expect("set_read_timeout");
         match stream.read(buf) {

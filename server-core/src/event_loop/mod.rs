@@ -156,7 +156,9 @@ impl Engine {
         // Read and relay.
         let mut again = std::mem::take(&mut self.read_again);
         for token in again.drain(..) {
-            self.read_once(token);
+            if !self.service_event(token, true, false) {
+                self.read_once(token);
+            }
         }
         if self.read_again.is_empty() {
             self.read_again = again; // keep the allocation

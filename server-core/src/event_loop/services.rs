@@ -346,6 +346,9 @@ impl Engine {
                     conn.since = self.now; // a request begins: its clock starts
                 }
                 conn.input.extend_from_slice(&self.read_buf[..n]);
+                if conn.link.has_buffered_input() {
+                    self.read_again.push(token_of(key)); // TLS: no readiness will say so
+                }
                 self.service_answer(key);
             }
             Err(e) if is_not_now(&e) => {
@@ -455,6 +458,9 @@ impl Engine {
         if conn.queue.is_empty() && !conn.link.wants_write() {
             if conn.closing {
                 return self.services.mark(key, "answered");
+            }
+            if conn.link.has_buffered_input() {
+                self.read_again.push(token_of(key)); // read while its reply was written
             }
             if !conn.input.is_empty() {
                 // Requests the service left for later: it answers them now, and they are
