@@ -73,6 +73,13 @@ impl Doors {
         }
     }
 
+    /// Whether door `index` was noted ready, clearing the note.
+    pub(super) fn take_ready(&mut self, index: usize) -> bool {
+        self.doors
+            .get_mut(index)
+            .is_some_and(|door| std::mem::take(&mut door.ready))
+    }
+
     pub(super) fn note_ready(&mut self, index: usize) {
         if let Some(door) = self.doors.get_mut(index) {
             door.ready = true;
@@ -156,7 +163,7 @@ impl Engine {
     }
 
     /// Accepts up to `accept_burst` pending connections at door `index`.
-    fn accept_burst<B: Backend>(&mut self, index: usize, backend: &mut B) {
+    pub(super) fn accept_burst<B: Backend>(&mut self, index: usize, backend: &mut B) {
         // Whether the previous accept failed with an error we cannot name portably.
         let mut failed_before = false;
         for _ in 0..self.config.accept_burst {

@@ -513,7 +513,12 @@ impl Engine {
         }
         self.sweep_services();
         self.reap_services(backend);
-        self.admit(backend);
+        // Service doors only: the room's stay closed, and an accept pause is not ended here.
+        for index in 0..self.services.handlers.len() {
+            if self.services.serves(index) && self.doors.take_ready(index) {
+                self.accept_burst(index, backend);
+            }
+        }
         self.flush_services(backend);
     }
 
