@@ -221,6 +221,13 @@ fn every_endpoint_answers_get_and_head_with_keep_alive_and_pipelining() {
             "{backend}: closed after HTTP/1.0"
         );
 
+        // A client that half-closes after its request is still answered.
+        let mut half = http_connect(http);
+        half.write_all(b"GET /healthz HTTP/1.1\r\n\r\n").unwrap();
+        half.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(read_response(&mut half, false).status, 200, "{backend}");
+        assert_eq!(expect_closed(&mut half), 0);
+
         // Another method: 405, then a close (its body is not read).
         let mut post = http_connect(http);
         post.write_all(b"POST /stats HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
@@ -626,5 +633,47 @@ fn a_reload_applies_the_new_access_lists_to_the_http_port() {
             Ok(0) | Err(_) => {}
             Ok(n) => panic!("{backend}: answered after the reload: {:?}", &buf[..n]),
         }
+    }
+}
+
+/// Random bytes, and random near-HTTP, thrown at the HTTP port, each on its own connection that
+/// then half-closes: every connection ends (answered or not), the server keeps serving, and the
+/// chat room it runs beside is undisturbed.
+#[test]
+fn random_bytes_never_break_the_http_port_or_the_room() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    for backend in backends() {
+        let (_server, chat, http) = start(backend, &["--http-head-timeout", "0.5"]);
+        let [mut a, mut b]: [TcpStream; 2] = join_room(chat, 2).try_into().unwrap();
+        let mut runner = TestRunner::new(Config {
+            cases: 64,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let bytes = proptest::collection::vec(any::<u8>(), 0..2048);
+        let near_http = (
+            "(GET|HEAD|POST|get|G\u{0}T|)",
+            "[ -~]{0,64}",
+            "(HTTP/1\\.[01]|HTTP/9\\.9|)",
+            proptest::collection::vec("[!-~]{0,16}: [ -~]{0,32}", 0..12),
+        )
+            .prop_map(|(m, t, v, h)| {
+                format!("{m} {t} {v}\r\n{}\r\n\r\n", h.join("\r\n")).into_bytes()
+            });
+        let input = prop_oneof![bytes, near_http];
+        runner
+            .run(&input, |input| {
+                let mut conn = http_connect(http);
+                let _ = conn.write_all(&input); // the server may answer and close first
+                let _ = conn.shutdown(std::net::Shutdown::Write);
+                let (_, _) = relay_tests::read_until_closed(&mut conn);
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert_eq!(http_get(http, "/healthz").status, 200, "{backend}");
+        a.write_all(b"still here").unwrap();
+        relay_tests::expect_bytes(&mut b, b"still here");
     }
 }

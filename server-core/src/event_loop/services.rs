@@ -340,7 +340,12 @@ impl Engine {
             return;
         }
         match conn.link.recv(&mut self.read_buf[..room]) {
-            Ok(0) => self.services.mark(key, "peer closed"),
+            // The client finished sending (a half-close after its request is common): what it
+            // was answered is still written, then the connection closes.
+            Ok(0) => {
+                conn.closing = true;
+                self.services.mark_dirty(key);
+            }
             Ok(n) => {
                 if conn.input.is_empty() {
                     conn.since = self.now; // a request begins: its clock starts
