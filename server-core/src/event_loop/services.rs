@@ -455,7 +455,8 @@ impl Engine {
         let link = &mut conn.link;
         let written = conn.queue.write_with(|bufs| link.send(bufs));
         match written.and_then(|n| link.flush_own().map(|()| n)) {
-            Ok(n) if n > 0 => conn.since = self.now,
+            // Progress restarts the idle clock, never the clock of a request still arriving.
+            Ok(n) if n > 0 && conn.input.is_empty() => conn.since = self.now,
             Ok(_) => {}
             Err(e) if is_not_now(&e) => {}
             Err(_) => return self.services.mark(key, "write error"),
