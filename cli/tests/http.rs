@@ -559,7 +559,7 @@ fn healthz_answers_503_while_the_server_drains() {
 )]
 #[test]
 fn http_tls_serves_https_with_the_chat_ports_certificate_and_no_client_certificate() {
-    use relay_tests::tls::{tls_connect, TempDir, TestPki};
+    use relay_tests::tls::{tls_connect, tls_join_room, TempDir, TestPki};
     let dir = TempDir::new();
     let pki = TestPki::new();
     let files = pki.write(dir.path());
@@ -579,13 +579,13 @@ fn http_tls_serves_https_with_the_chat_ports_certificate_and_no_client_certifica
             ca,
             "--http-tls",
         ];
-        let (_server, _chat, http) = start(backend, &args);
+        let (_server, chat, http) = start(backend, &args);
+        let identity = pki.client("member");
+        let _member = tls_join_room(chat, &pki.client_config(Some(&identity)), 1);
         let config = pki.client_config(None);
         let mut stream = tls_connect(http, &config).expect("an HTTPS handshake");
         stream
-            .write_all(
-                b"GET /healthz HTTP/1.1\r\n\r\nGET /stats HTTP/1.1\r\nConnection: close\r\n\r\n",
-            )
+            .write_all(b"GET /healthz HTTP/1.1\r\n\r\nGET /clients HTTP/1.1\r\n\r\n")
             .unwrap();
         let health = read_response(&mut stream, false);
         assert_eq!(
@@ -593,8 +593,11 @@ fn http_tls_serves_https_with_the_chat_ports_certificate_and_no_client_certifica
             (200, "ok\n"),
             "{backend}"
         );
-        let stats = read_response(&mut stream, false);
-        assert_eq!(json(&stats.body)["backend"], backend);
+        let clients = json(&read_response(&mut stream, false).body);
+        assert_eq!(
+            clients["list"][0]["transport"], "tls",
+            "{backend}: {clients}"
+        );
         // Plain HTTP on the HTTPS port gets no answer.
         let mut plain = connect(http);
         let _ = plain.write_all(b"GET /healthz HTTP/1.1\r\n\r\n");
