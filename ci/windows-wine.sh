@@ -156,6 +156,8 @@ required=(
   "select::one_address_takes_at_most_its_seats_and_others_still_get_in"    # fair shares
   "relays_between_clients_and_logs_the_lifecycle" # the server.exe binary, both backends
   "another_socket_cannot_take_the_listening_port"
+  "every_endpoint_answers_get_and_head_with_keep_alive_and_pipelining" # --http, both backends
+  "garbage_oversized_unfinished_and_idle_requests_are_cut_while_chat_flows"
   "console::tests::a_close_requests_the_stop_and_is_held_until_the_server_stopped"
 )
 for name in "${required[@]}"; do

@@ -10,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::generate::Generated;
-use crate::{cluster, security};
+use crate::{cluster, http, security};
 
 /// The seed program's usage line; printed for every argument error.
 pub(crate) const USAGE: &str = "Usage: server <port>";
@@ -25,18 +25,22 @@ const PARTS: [(&str, bool); 4] = [
 ];
 
 /// `--version` after the name: `0.1.0 (+polling +select +tls +cluster)`, the parts built in.
-static VERSION: LazyLock<String> = LazyLock::new(|| {
+static VERSION: LazyLock<String> =
+    LazyLock::new(|| format!("{} ({})", env!("CARGO_PKG_VERSION"), features()));
+
+/// The parts built in, as `--version` lists them: `+polling +select +tls`.
+pub(crate) fn features() -> String {
     let parts: Vec<String> = PARTS
         .iter()
         .filter(|(_, built)| *built)
         .map(|(name, _)| format!("+{name}"))
         .collect();
-    format!("{} ({})", env!("CARGO_PKG_VERSION"), parts.join(" "))
-});
+    parts.join(" ")
+}
 
 /// Options that only make sense with others: the option, the options it needs, and what the
 /// user reads when one is missing. Handed to clap as `requires`; the message names the option.
-const NEEDS: [(&str, &[&str], &str); 6] = [
+const NEEDS: [(&str, &[&str], &str); 11] = [
     ("tls_cert", &["tls_key"], "--tls-cert needs --tls-key"),
     ("tls_key", &["tls_cert"], "--tls-key needs --tls-cert"),
     (
@@ -50,6 +54,31 @@ const NEEDS: [(&str, &[&str], &str); 6] = [
         "cluster_optional",
         &["cluster"],
         "--cluster-optional needs --cluster URL",
+    ),
+    (
+        "http_token_file",
+        &["http"],
+        "--http-token-file needs --http ADDR",
+    ),
+    (
+        "http_max_connections",
+        &["http"],
+        "--http-max-connections needs --http ADDR",
+    ),
+    (
+        "http_head_timeout",
+        &["http"],
+        "--http-head-timeout needs --http ADDR",
+    ),
+    (
+        "http_idle_timeout",
+        &["http"],
+        "--http-idle-timeout needs --http ADDR",
+    ),
+    (
+        "http_tls",
+        &["http", "tls_cert"],
+        "--http-tls needs --http ADDR and --tls-cert",
     ),
 ];
 
@@ -199,6 +228,9 @@ pub(crate) struct Args {
 
     #[command(flatten)]
     pub(crate) security: security::Security,
+
+    #[command(flatten)]
+    pub(crate) http: http::HttpArgs,
 
     /// Share the room with every relay connected to the NATS server at URL with the same --room
     /// (e.g. nats://127.0.0.1:4222; several URLs separated by commas). Exits 1 if NATS is

@@ -94,7 +94,7 @@ pub(crate) fn families(listener: &TcpListener, addr: SocketAddr) -> &'static str
 }
 
 /// A non-blocking listener on `addr`.
-fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
+pub(crate) fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     // On Unix this lets a restarted server bind while old connections linger in TIME_WAIT. Not on
     // Windows, where SO_REUSEADDR would let another process bind a port we are using.

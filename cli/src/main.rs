@@ -18,6 +18,7 @@ mod cluster;
 #[cfg(windows)]
 mod console;
 mod generate;
+mod http;
 mod limits;
 mod listen;
 mod logging;
@@ -81,6 +82,7 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     // cluster options, the TLS files, the backend.
     cluster::check(args.cluster())?;
     let (door, access) = args.security.door()?;
+    let http = args.http.door(&args.security)?;
     let door = reload::SharedDoor::new(door);
     let backend = make_backend().map_err(|e| {
         format!(
@@ -109,14 +111,24 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     let shutdown = Shutdown::new(backend.waker());
     signals::install(
         &shutdown,
-        reload::reloader(args.security.clone(), door.clone()),
+        reload::reloader(
+            args.security.clone(),
+            door.clone(),
+            args.http.reload(http.as_ref()),
+        ),
     )?;
 
     let (name, pid) = (backend.name(), std::process::id());
     let families = listen::families(&listener, addr);
     info!(address = %addr, backend = name, pid, inherited = !how.is_empty(), "listening on {addr} ({how}{families}; backend {name}, pid {pid})");
-    let config = config(args);
-    let max_clients = config.client_limit(backend.capacity(), 1);
+    let mut config = config(args);
+    if let (Some(http), None) = (&http, args.max_clients) {
+        // The descriptor budget the default is sized from also holds the HTTP port's listener
+        // and connections.
+        let reserve = http.limits.max_connections + 1;
+        config.max_clients = config.max_clients.saturating_sub(reserve).max(1);
+    }
+    let max_clients = config.client_limit(backend.capacity(), 1 + usize::from(http.is_some()));
     let write_timeout = config
         .write_timeout
         .map_or("off".to_string(), |t| format!("{} s", t.as_secs_f64()));
@@ -131,6 +143,14 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     );
     args.security.log_startup(&access);
     let mut relay = server_core::Relay::new(config).door(listener, door);
+    if let Some(http) = http {
+        let (scheme, token) = args.http.describe();
+        let (addr, max) = (http.addr, http.limits.max_connections);
+        info!(address = %addr, "{scheme} on {addr}: /healthz /metrics /stats /clients ({token}; at most {max} connections)");
+        relay = relay
+            .service_door(http.listener, http.acceptor, http.service)
+            .service_limits(http.limits);
+    }
     if let Some(uplink) = uplink {
         relay = relay.uplink(uplink);
     }

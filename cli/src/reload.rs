@@ -35,15 +35,37 @@ impl Acceptor for SharedDoor {
     }
 }
 
-/// What SIGHUP runs: build a new door from `security` (reading its files again) and swap it in,
-/// or keep the old one and say why.
-pub(crate) fn reloader(security: Security, shared: SharedDoor) -> impl Fn() + Send + 'static {
-    move || match security.door() {
-        Ok((door, list)) => {
-            *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = door;
-            info!("reloaded: TLS files and access lists read again; they apply to new connections");
-            security.log_startup(&list);
+/// The HTTP port's door to reload beside the chat port's: whether it speaks TLS, and the door.
+pub(crate) type HttpReload = Option<(bool, SharedDoor)>;
+
+/// What SIGHUP runs: build new doors from `security` (reading its files again) and swap them in,
+/// or keep the old ones and say why. The HTTP port's door (`http`) is rebuilt and swapped with
+/// the chat port's, or neither is.
+pub(crate) fn reloader(
+    security: Security,
+    shared: SharedDoor,
+    http: HttpReload,
+) -> impl Fn() + Send + 'static {
+    move || {
+        let http_door = http
+            .as_ref()
+            .map(|(tls, shared)| security.http_door(*tls).map(|door| (door, shared)))
+            .transpose();
+        match (security.door(), http_door) {
+            (Ok((door, list)), Ok(http_door)) => {
+                *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = door;
+                if let Some((door, shared)) = http_door {
+                    *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = door;
+                }
+                info!(
+                    "reloaded: TLS files and access lists read again; they apply to new \
+                     connections"
+                );
+                security.log_startup(&list);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "reload failed, keeping the old settings: {e}")
+            }
         }
-        Err(e) => warn!(error = %e, "reload failed, keeping the old settings: {e}"),
     }
 }

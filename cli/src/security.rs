@@ -91,15 +91,30 @@ impl Security {
         ))
     }
 
-    #[cfg(feature = "tls")]
+    /// The acceptor of the HTTP port (`--http`): the same access list, and TLS with the chat
+    /// port's certificate when `tls` (`--http-tls`), but never asking for client certificates:
+    /// health probes and scrapers have none. Read again on every reload, like [`Security::door`].
+    pub(crate) fn http_door(&self, tls: bool) -> Result<Door, String> {
+        let entry = match tls {
+            true => self.entry_with(None)?,
+            false => Entry::Plain(PlainTcp),
+        };
+        Ok(Gated::new(entry, self.access_list()?))
+    }
+
     fn entry(&self) -> Result<Entry, String> {
+        self.entry_with(self.tls_client_ca.clone())
+    }
+
+    #[cfg(feature = "tls")]
+    fn entry_with(&self, client_ca: Option<PathBuf>) -> Result<Entry, String> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(Entry::Plain(PlainTcp));
         };
         let files = relay_tls::tls::TlsFiles {
             cert: cert.clone(),
             key: key.clone(),
-            client_ca: self.tls_client_ca.clone(),
+            client_ca,
         };
         relay_tls::tls::TlsAcceptor::from_files(&files)
             .map(Entry::Tls)
@@ -107,7 +122,7 @@ impl Security {
     }
 
     #[cfg(not(feature = "tls"))]
-    fn entry(&self) -> Result<Entry, String> {
+    fn entry_with(&self, _client_ca: Option<PathBuf>) -> Result<Entry, String> {
         if self.tls_cert.is_some() {
             return Err("this build has no TLS; rebuild with `--features tls`".into());
         }

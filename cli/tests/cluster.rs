@@ -457,3 +457,49 @@ fn a_bad_room_name_is_reported_before_binding() {
     assert!(output.contains("invalid room name \"a.b\""), "{output}");
     assert!(!output.contains("cannot listen"), "{output}");
 }
+
+/// `--http` on a clustered node: `/metrics` counts what crossed NATS both ways, and `/stats`
+/// has the same counters.
+#[test]
+#[ignore = "needs nats-server: run with --ignored (CI does)"]
+fn http_metrics_count_the_cluster_traffic() {
+    let nats = nats_server();
+    let url = nats.url();
+    let mut a = Node::start(&url, &["--room", "m", "--http", "127.0.0.1:0"]);
+    let mut b = Node::start(&url, &["--room", "m"]);
+    let line = a
+        .process
+        .wait_for_line(": /healthz /metrics")
+        .expect("the HTTP startup line");
+    let rest = &line[line.find(" on ").unwrap() + 4..];
+    let http: SocketAddr = rest[..rest.find(": /healthz").unwrap()].parse().unwrap();
+    let [mut on_a]: [TcpStream; 1] = a.clients(1).try_into().unwrap();
+    let [mut on_b]: [TcpStream; 1] = b.clients(1).try_into().unwrap();
+    let mut carry = Vec::new();
+    ping_until_heard(&mut on_b, &mut on_a, &mut carry); // B to A: A received
+    on_a.write_all(b"back\n").unwrap(); // A to B: A published
+    expect_bytes(&mut on_b, b"back\n");
+
+    let metrics = relay_tests::http_get(http, "/metrics");
+    assert_eq!(metrics.status, 200);
+    let value = |name: &str| -> f64 {
+        let text = metrics.text();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+        line[name.len() + 1..].parse().unwrap()
+    };
+    assert!(value("relay_cluster_received_total") >= 1.0);
+    assert!(value("relay_cluster_published_total") >= 1.0);
+    assert_eq!(value("relay_cluster_unpublished_total"), 0.0);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&relay_tests::http_get(http, "/stats").body).unwrap();
+    assert!(
+        stats["cluster"]["received"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    drop((on_a, on_b));
+    a.stop();
+    b.stop();
+}

@@ -23,7 +23,7 @@ _server() {
 
     case "${cmd}" in
         server)
-            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --send-buffer --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --generate --help --version"
+            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --send-buffer --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --http --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --http-token-file --http-max-connections --http-head-timeout --http-idle-timeout --http-tls --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -117,6 +117,10 @@ _server() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --http)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --cluster)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -138,6 +142,22 @@ _server() {
                     return 0
                     ;;
                 --burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-head-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-idle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -23,12 +23,17 @@ complete -c server -l allow -d 'Admit only peers in this network: CIDR such as 1
 complete -c server -l deny -d 'Refuse peers in this network (CIDR or a bare address); wins over --allow. Repeatable. Refused peers are closed right after accept, logged at most once a minute per address' -r
 complete -c server -l allow-file -d 'Add the --allow rules in FILE: one CIDR or address a line, `#` comments. Re-read on SIGHUP (Unix), for new connections. Repeatable' -r -F
 complete -c server -l deny-file -d 'Add the --deny rules in FILE, written as for --allow-file. Re-read on SIGHUP (Unix). Repeatable' -r -F
+complete -c server -l http -d 'Serve health, metrics and statistics over HTTP on ADDR (e.g. 127.0.0.1:8222; a bare port means 127.0.0.1, since only --http-token-file protects it): GET /healthz, /metrics (Prometheus), /stats and /clients (JSON). Off by default' -r
 complete -c server -l cluster -d 'Share the room with every relay connected to the NATS server at URL with the same --room (e.g. nats://127.0.0.1:4222; several URLs separated by commas). Exits 1 if NATS is unreachable at start. Needs a build with the `cluster` feature (`cargo build --release -p server-cli --features cluster`)' -r
 complete -c server -l tls-cert -d 'Serve TLS only, with this PEM certificate chain (the server\'s certificate first); needs --tls-key. Every client must then complete a TLS handshake (plaintext clients are dropped). Default: plain TCP' -r -F
 complete -c server -l tls-key -d 'The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)' -r -F
 complete -c server -l tls-client-ca -d 'Mutual TLS: admit only clients that present a certificate issued by a CA in this PEM file. Default: clients are not asked for certificates' -r -F
 complete -c server -l room -d 'With --cluster: the room\'s name, letters, digits, \'-\' and \'_\' [default: lobby]' -r
 complete -c server -l burst -d 'With --max-rate, the most a client may send at once after a quiet spell. Default: a quarter of a second of its rate, at least 16KiB' -r
+complete -c server -l http-token-file -d 'With --http: require `Authorization: Bearer TOKEN` on every path but /healthz, TOKEN being this file\'s content (surrounding white space ignored)' -r -F
+complete -c server -l http-max-connections -d 'With --http: most HTTP connections at once; more are answered 503 and closed' -r
+complete -c server -l http-head-timeout -d 'With --http: close a connection whose request head is not complete this long after its first byte (against slowloris)' -r
+complete -c server -l http-idle-timeout -d 'With --http: close a keep-alive connection idle this long' -r
 complete -c server -l generate -r -f -a "bash\t'bash completions'
 zsh\t'zsh completions'
 fish\t'fish completions'
@@ -39,5 +44,6 @@ complete -c server -l announce -d 'Line mode: tell the room when a client joins 
 complete -c server -s v -l verbose -d 'Log more: -v adds every chunk received, -vv every readiness event. RUST_LOG overrides'
 complete -c server -s q -l quiet -d 'Log only warnings and errors. RUST_LOG overrides'
 complete -c server -l cluster-optional -d 'With --cluster: start even if NATS is unreachable, relay locally meanwhile and keep trying in the background'
+complete -c server -l http-tls -d 'With --http and --tls-cert: serve HTTPS with the chat port\'s certificate (never asking for client certificates, even with --tls-client-ca). Default: plain HTTP'
 complete -c server -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c server -s V -l version -d 'Print version'

@@ -23,6 +23,8 @@
 //!   stays bounded and one stalled reader never stalls the room.
 //! - A [`Relay`] may have several doors (listeners with their [`Acceptor`]s); one room holds the
 //!   [`Link`]s of all of them (plain TCP, TLS, and message-framed links).
+//! - A service door's connections are not in the room: a [`Service`] answers what they send from
+//!   a [`View`] of the engine (the operator's HTTP window), within [`ServiceLimits`].
 //!
 //! The pool, the queue, the pace and the fair shares take bytes and `Instant`s as arguments and
 //! never touch the OS or the clock, so their unit tests need no sockets and no sleeps. Libraries emit `tracing` events only; the binary installs the subscriber.
@@ -51,6 +53,7 @@ mod policy;
 mod pool;
 mod queue;
 mod run;
+mod service;
 mod shutdown;
 mod summary;
 mod words;
@@ -66,6 +69,7 @@ pub use pace::Pace;
 pub use pool::Pool;
 pub use queue::{OutQueue, MAX_SLICES};
 pub use run::{run, Relay};
+pub use service::{Answer, ClientFacts, Service, ServiceLimits, View};
 pub use shutdown::Shutdown;
 pub use summary::{DropReason, Summary};
 pub use words::{error_words, without_os_code};

@@ -74,6 +74,11 @@ pub trait Link: AsBorrowedSocket {
         false
     }
 
+    /// What carries it, for an operator's view (`/clients`): `tcp`, `tls`...
+    fn transport(&self) -> &'static str {
+        "tcp"
+    }
+
     /// How this link's input divides into messages. Read once, when the link is admitted.
     fn delimiting(&self) -> Delimiting {
         Delimiting::Stream

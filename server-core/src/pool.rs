@@ -71,6 +71,11 @@ impl<T> Pool<T> {
     }
 
     /// Every live entry with its token.
+    pub fn iter(&self) -> impl Iterator<Item = (Token, &T)> {
+        self.slab.iter().map(|(key, value)| (Token(key), value))
+    }
+
+    /// Every live entry with its token.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (Token, &mut T)> {
         self.slab.iter_mut().map(|(key, value)| (Token(key), value))
     }

@@ -10,6 +10,7 @@ use crate::backend::{Backend, Token};
 use crate::config::Config;
 use crate::event_loop::{Door, Engine};
 use crate::link::{Acceptor, PlainTcp, Uplink};
+use crate::service::{Service, ServiceLimits};
 use crate::shutdown::Shutdown;
 use crate::summary::Summary;
 
@@ -53,6 +54,9 @@ pub fn run<B: Backend>(
 pub struct Relay {
     config: Config,
     doors: Vec<Door>,
+    /// Per door: its service, for a service door.
+    services: Vec<Option<Box<dyn Service>>>,
+    service_limits: ServiceLimits,
     uplink: Option<Box<dyn Uplink>>,
 }
 
@@ -62,6 +66,8 @@ impl Relay {
         Relay {
             config,
             doors: Vec::new(),
+            services: Vec::new(),
+            service_limits: ServiceLimits::default(),
             uplink: None,
         }
     }
@@ -74,6 +80,28 @@ impl Relay {
         A::Link: 'static,
     {
         self.doors.push(Door::new(listener, Box::new(acceptor)));
+        self.services.push(None);
+        self
+    }
+
+    /// Adds a service door: a listener whose connections `acceptor` admits (an access list, TLS)
+    /// and `service` answers. They never join the room and never count toward
+    /// [`Config::max_clients`]; they live within the [`ServiceLimits`] set by
+    /// [`Relay::service_limits`]. It shares [`Token::MAX_DOORS`] with the room's doors.
+    pub fn service_door<A, S>(mut self, listener: TcpListener, acceptor: A, service: S) -> Self
+    where
+        A: Acceptor + 'static,
+        A::Link: 'static,
+        S: Service + 'static,
+    {
+        self.doors.push(Door::new(listener, Box::new(acceptor)));
+        self.services.push(Some(Box::new(service)));
+        self
+    }
+
+    /// The bounds of every service connection (default: [`ServiceLimits::default`]).
+    pub fn service_limits(mut self, limits: ServiceLimits) -> Self {
+        self.service_limits = limits;
         self
     }
 
@@ -90,7 +118,8 @@ impl Relay {
     ///
     /// As [`run`], and `InvalidInput` with no door or more than [`Token::MAX_DOORS`].
     pub fn run<B: Backend>(self, mut backend: B, shutdown: &Shutdown) -> io::Result<Summary> {
-        if self.doors.is_empty() || self.doors.len() > Token::MAX_DOORS {
+        let room_doors = self.services.iter().filter(|s| s.is_none()).count();
+        if room_doors == 0 || self.doors.len() > Token::MAX_DOORS {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("a relay needs 1 to {} listeners", Token::MAX_DOORS),
@@ -103,13 +132,15 @@ impl Relay {
             info!("sharing the room through {}", uplink.describe());
         }
         let capacity = backend.capacity();
+        let name = backend.name();
         let mut engine = Engine::new(
             self.config,
             self.doors,
             self.uplink,
             capacity,
             Instant::now(),
-        );
+        )
+        .with_services(self.services, self.service_limits, name);
         let result = engine.serve(&mut backend, shutdown);
         if result.is_ok() {
             engine.drain(&mut backend);
@@ -124,6 +155,7 @@ impl std::fmt::Debug for Relay {
         f.debug_struct("Relay")
             .field("config", &self.config)
             .field("doors", &self.doors.len())
+            .field("service_doors", &self.services.iter().flatten().count())
             .field("uplink", &self.uplink.as_ref().map(|u| u.describe()))
             .finish()
     }

@@ -17,6 +17,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod in_process;
 pub mod logs;
 pub mod nats;
@@ -24,6 +25,7 @@ pub mod process;
 pub mod sockets;
 pub mod tls;
 
+pub use http::{http_connect, http_get, http_get_with, read_response, HttpResponse};
 pub use in_process::TestServer;
 pub use logs::{count_lines, Logs};
 pub use nats::{nats_server, nats_server_binary, NatsServer};

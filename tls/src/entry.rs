@@ -86,4 +86,7 @@ impl Link for EntryLink {
     fn has_buffered_input(&self) -> bool {
         each!(self, link => link.has_buffered_input())
     }
+    fn transport(&self) -> &'static str {
+        each!(self, link => link.transport())
+    }
 }

@@ -277,6 +277,10 @@ impl AsBorrowedSocket for TlsLink {
 }
 
 impl Link for TlsLink {
+    fn transport(&self) -> &'static str {
+        "tls"
+    }
+
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut out = 0;
         // First what an earlier call read but could not hand over: no socket read then.

@@ -73,6 +73,13 @@ impl Doors {
         }
     }
 
+    /// Whether door `index` was noted ready, clearing the note.
+    pub(super) fn take_ready(&mut self, index: usize) -> bool {
+        self.doors
+            .get_mut(index)
+            .is_some_and(|door| std::mem::take(&mut door.ready))
+    }
+
     pub(super) fn note_ready(&mut self, index: usize) {
         if let Some(door) = self.doors.get_mut(index) {
             door.ready = true;
@@ -99,6 +106,32 @@ impl Doors {
                 warn!(error = %e, ?interest, "could not change a listener's interest");
             }
         }
+    }
+
+    /// Sets the interest of listener `index` alone (a service door kept open in the drain).
+    pub(super) fn set_interest_of<B: Backend>(
+        &self,
+        index: usize,
+        interest: Interest,
+        backend: &mut B,
+    ) {
+        if let Some(door) = self.doors.get(index) {
+            if let Err(e) =
+                backend.reregister(door.listener.borrowed(), Token::door(index), interest)
+            {
+                warn!(error = %e, ?interest, "could not change a listener's interest");
+            }
+        }
+    }
+
+    /// Door `index`'s acceptor admits or refuses a new connection.
+    pub(super) fn admit_at(
+        &mut self,
+        index: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) -> io::Result<Admission<Box<dyn crate::link::Link>>> {
+        self.doors[index].acceptor.admit(stream, peer)
     }
 
     /// Deregisters every listener while it is still open; they close as they drop.
@@ -130,7 +163,7 @@ impl Engine {
     }
 
     /// Accepts up to `accept_burst` pending connections at door `index`.
-    fn accept_burst<B: Backend>(&mut self, index: usize, backend: &mut B) {
+    pub(super) fn accept_burst<B: Backend>(&mut self, index: usize, backend: &mut B) {
         // Whether the previous accept failed with an error we cannot name portably.
         let mut failed_before = false;
         for _ in 0..self.config.accept_burst {
@@ -138,6 +171,10 @@ impl Engine {
                 return;
             }
             match self.doors.doors[index].listener.accept() {
+                Ok((stream, peer)) if self.services.serves(index) => {
+                    failed_before = false;
+                    self.add_service(index, stream, peer, backend);
+                }
                 Ok((stream, peer)) if self.pool.len() >= self.max_clients => {
                     failed_before = false;
                     self.refuse_full(stream.raw_number(), peer, None);
@@ -295,6 +332,8 @@ impl Engine {
                 rate_wait: None,
                 last_active: now,
                 queue: OutQueue::new(),
+                bytes_in: 0,
+                bytes_out: 0,
                 registered: Interest::READABLE,
                 progress: Progress::default(),
                 standing: Standing::default(),

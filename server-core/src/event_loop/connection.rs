@@ -14,7 +14,7 @@ use crate::queue::OutQueue;
 use crate::summary::DropReason;
 
 /// One client.
-pub(super) struct Connection {
+pub(crate) struct Connection {
     pub(super) link: Box<dyn Link>,
     /// The OS's socket number, for the seed's "sd N" log vocabulary.
     pub(super) sd: u64,
@@ -35,6 +35,9 @@ pub(super) struct Connection {
     pub(super) encoding: Encoding,
     /// Bytes waiting to be written to it.
     pub(super) queue: OutQueue,
+    /// Bytes read from it and written to it (for a service's `View`).
+    pub(super) bytes_in: u64,
+    pub(super) bytes_out: u64,
     /// What the backend currently has registered for this socket.
     pub(super) registered: Interest,
     /// Since when its pending bytes have not moved (the write timeout's clock).

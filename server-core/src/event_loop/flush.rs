@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tracing::{debug, info, trace, warn};
 
-use super::Engine;
+use super::{services, Engine};
 use crate::backend::{Backend, Interest, Token};
 use crate::policy;
 use crate::summary::{io_reason, DropReason};
@@ -52,6 +52,7 @@ impl Engine {
             }
         };
         self.summary.bytes_out += n as u64;
+        conn.bytes_out += n as u64;
         if n > 0 {
             conn.last_active = self.now;
         }
@@ -89,6 +90,7 @@ impl Engine {
     pub(crate) fn drain<B: Backend>(&mut self, backend: &mut B) {
         self.summary.open_at_stop = self.pool.len();
         self.doors.set_interest(Interest::NONE, backend);
+        self.keep_services_open(backend);
         // The drain's turns read the clock once each, like the loop's.
         self.now = Instant::now();
         let deadline = self.now + self.config.drain_timeout;
@@ -118,10 +120,11 @@ impl Engine {
             self.now = Instant::now();
             let events = std::mem::take(&mut self.events);
             for event in &events {
-                if !event.token.is_reserved() {
+                if !event.token.is_reserved() && services::key_of(event.token).is_none() {
                     self.flush_for_drain(event.token, backend);
                 }
             }
+            self.serve_during_drain(&events, backend);
             self.events = events;
             self.reap(backend);
         }

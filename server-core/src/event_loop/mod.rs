@@ -21,6 +21,7 @@ mod flush;
 mod pacing;
 mod reap;
 mod relay;
+mod services;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -34,12 +35,16 @@ use crate::backend::{Backend, Events, Token};
 use crate::config::Config;
 use crate::link::Uplink;
 use crate::pool::Pool;
+use crate::service::{Service, ServiceLimits};
 use crate::shutdown::Shutdown;
 use crate::summary::Summary;
 
 pub(crate) use accept::Door;
-use connection::{Connection, Doomed};
+pub(crate) use connection::Connection;
+use connection::Doomed;
 use pacing::PaceCounts;
+use services::Services;
+pub use services::View;
 use timers::Timers;
 
 /// The engine's state between turns: the room's connections, its doors and its counters.
@@ -82,6 +87,8 @@ pub(crate) struct Engine {
     now: Instant,
     events: Events,
     summary: Summary,
+    /// The service doors' services and connections (never room members).
+    services: Services,
 }
 
 impl Engine {
@@ -114,6 +121,7 @@ impl Engine {
             now,
             events: Events::with_capacity(1024),
             summary: Summary::default(),
+            services: Services::new(Vec::new(), ServiceLimits::default(), "", now),
             config,
         }
     }
@@ -133,8 +141,11 @@ impl Engine {
     /// One turn of the loop; see the module's documentation for its phases.
     pub(crate) fn turn<B: Backend>(&mut self, backend: &mut B) -> io::Result<()> {
         let timeout = if self.read_again.is_empty() && !self.uplink_more {
-            self.timers
-                .next_wake(self.doors.paused_until())
+            let services = self.services.next_deadline();
+            let wake = self.timers.next_wake(self.doors.paused_until());
+            wake.into_iter()
+                .chain(services)
+                .min()
                 .map(|at| at.saturating_duration_since(self.now))
         } else {
             Some(Duration::ZERO) // work is waiting that no readiness will announce
@@ -145,7 +156,9 @@ impl Engine {
         // Read and relay.
         let mut again = std::mem::take(&mut self.read_again);
         for token in again.drain(..) {
-            self.read_once(token);
+            if !self.service_event(token, true, false) {
+                self.read_once(token);
+            }
         }
         if self.read_again.is_empty() {
             self.read_again = again; // keep the allocation
@@ -161,6 +174,8 @@ impl Engine {
             );
             if let Some(door) = event.token.door_index() {
                 self.doors.note_ready(door);
+            } else if self.service_event(event.token, event.readable, event.writable) {
+                // a service connection's: read and answered, or to flush
             } else if event.token != Token::WAKER {
                 if event.is_readable() {
                     self.read_once(event.token);
@@ -173,11 +188,25 @@ impl Engine {
         self.events = events;
 
         self.sweep_if_due();
+        self.sweep_services();
         self.reap(backend);
         self.admit(backend);
         self.flush_dirty(backend);
+        self.flush_services(backend);
         self.log_stats_if_due();
         Ok(())
+    }
+
+    /// Serves `handlers` (indexed by door; `None` for a room door) within `limits`; `backend`
+    /// and `started` are for the services' [`View`].
+    pub(crate) fn with_services(
+        mut self,
+        handlers: Vec<Option<Box<dyn Service>>>,
+        limits: ServiceLimits,
+        backend: &'static str,
+    ) -> Self {
+        self.services = Services::new(handlers, limits, backend, self.now);
+        self
     }
 
     /// Puts `token` on this turn's flush list once.
@@ -193,6 +222,7 @@ impl Engine {
     /// Closes everything and hands back the run's counters (with the uplink's).
     pub(crate) fn finish<B: Backend>(mut self, backend: &mut B) -> Summary {
         self.close_all(backend);
+        self.close_services(backend);
         self.doors.close(backend);
         self.summary.uplink = self.uplink.as_ref().map(|u| u.stats());
         self.summary

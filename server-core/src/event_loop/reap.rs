@@ -46,6 +46,7 @@ impl Engine {
                 self.farewell(token, id, partial, cut.reason);
             }
         }
+        self.reap_services(backend);
     }
 
     /// Line mode: delivers a leaving client's unterminated last line (if it left rather than

@@ -100,6 +100,7 @@ impl Engine {
             bucket.take(n);
         }
         self.summary.bytes_in += n as u64;
+        conn.bytes_in += n as u64;
         debug!(sd, bytes = n, "{n} bytes received from sd {sd}");
         let (chunk, messages): (Rc<[u8]>, u64) = match &self.config.framing {
             Framing::Raw => (Rc::from(&self.read_buf[..n]), 1),

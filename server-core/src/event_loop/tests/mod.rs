@@ -1,9 +1,11 @@
 //! The loop driven by hand: a scripted backend reports the events the test chooses, in the order
 //! it chooses, and the test's links read with a bounded block so no test waits on timing.
-//! `room.rs` drives admissions and departures, `links.rs` layered and message-framed links.
+//! `room.rs` drives admissions and departures, `links.rs` layered and message-framed links,
+//! `services.rs` service doors.
 
 mod links;
 mod room;
+mod services;
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};

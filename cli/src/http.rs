@@ -1,0 +1,157 @@
+//! `--http ADDR` and its options: the operator's window (`/healthz`, `/metrics`, `/stats`,
+//! `/clients`), a service door in the same event loop as the chat port. Plain HTTP whatever the
+//! chat port speaks, so health probes and scrapers need no client certificate; `--allow` and
+//! `--deny` apply to it as to the chat port.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use relay_http::{BuildInfo, HttpOptions, HttpService};
+use server_core::ServiceLimits;
+
+use crate::args::parse_interval;
+use crate::describe;
+use crate::reload::{HttpReload, SharedDoor};
+use crate::security::Security;
+
+/// The request head limit: past it, 431.
+const MAX_HEAD: usize = 8 * 1024;
+
+/// The options of the HTTP window.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HttpArgs {
+    /// Serve health, metrics and statistics over HTTP on ADDR (e.g. 127.0.0.1:8222; a bare port
+    /// means 127.0.0.1, since only --http-token-file protects it): GET /healthz, /metrics
+    /// (Prometheus), /stats and /clients (JSON). Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
+    pub(crate) http: Option<SocketAddr>,
+
+    /// With --http: require `Authorization: Bearer TOKEN` on every path but /healthz, TOKEN being
+    /// this file's content (surrounding white space ignored).
+    #[arg(long, value_name = "FILE")]
+    http_token_file: Option<PathBuf>,
+
+    /// With --http: most HTTP connections at once; more are answered 503 and closed.
+    #[arg(long, value_name = "N", default_value = "64", value_parser = clap::value_parser!(u32).range(1..))]
+    http_max_connections: u32,
+
+    /// With --http: close a connection whose request head is not complete this long after its
+    /// first byte (against slowloris).
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_interval)]
+    http_head_timeout: Duration,
+
+    /// With --http: close a keep-alive connection idle this long.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_interval)]
+    http_idle_timeout: Duration,
+
+    /// With --http and --tls-cert: serve HTTPS with the chat port's certificate (never asking
+    /// for client certificates, even with --tls-client-ca). Default: plain HTTP.
+    #[arg(long)]
+    http_tls: bool,
+}
+
+/// A bare port (`8222`: on 127.0.0.1) or an address with a port (`0.0.0.0:8222`, `[::1]:8222`).
+fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    text.parse().map_err(|_| {
+        format!("{text:?} is not a port or an address with a port like 127.0.0.1:8222")
+    })
+}
+
+/// The HTTP door, ready to add to the relay.
+#[derive(Debug)]
+pub(crate) struct HttpDoor {
+    pub(crate) listener: TcpListener,
+    pub(crate) addr: SocketAddr,
+    pub(crate) acceptor: SharedDoor,
+    pub(crate) service: HttpService,
+    pub(crate) limits: ServiceLimits,
+}
+
+impl HttpArgs {
+    /// Reads the token file, makes the door (access list, TLS) and binds the address; `None`
+    /// without --http. `Err` is the message for the terminal.
+    pub(crate) fn door(&self, security: &Security) -> Result<Option<HttpDoor>, String> {
+        let Some(addr) = self.http else {
+            return Ok(None);
+        };
+        let token = match &self.http_token_file {
+            None => None,
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {}", file.display(), describe(&e)))?;
+                let token = text.trim();
+                if token.is_empty() || token.bytes().any(|b| !b.is_ascii_graphic()) {
+                    return Err(format!(
+                        "{}: the token must be one word of printable ASCII",
+                        file.display()
+                    ));
+                }
+                Some(token.to_string())
+            }
+        };
+        let acceptor = SharedDoor::new(security.http_door(self.http_tls)?);
+        let listener = crate::listen::bind_one(addr)
+            .map_err(|e| format!("cannot listen on {addr} for --http: {}", describe(&e)))?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let service = HttpService::new(HttpOptions {
+            token,
+            max_head: MAX_HEAD,
+            build: BuildInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                features: crate::args::features(),
+            },
+        });
+        let limits = ServiceLimits {
+            max_connections: self.http_max_connections as usize,
+            request_timeout: self.http_head_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_input: 2 * MAX_HEAD,
+        };
+        Ok(Some(HttpDoor {
+            listener,
+            addr,
+            acceptor,
+            service,
+            limits,
+        }))
+    }
+
+    /// How the startup line describes the window: `http` or `https`, and its guard.
+    pub(crate) fn describe(&self) -> (&'static str, &'static str) {
+        let scheme = if self.http_tls { "https" } else { "http" };
+        let token = match self.http_token_file {
+            Some(_) => "a bearer token required but for /healthz",
+            None => "no token",
+        };
+        (scheme, token)
+    }
+
+    /// What SIGHUP rebuilds for this door.
+    pub(crate) fn reload(&self, door: Option<&HttpDoor>) -> HttpReload {
+        door.map(|d| (self.http_tls, d.acceptor.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_port_is_on_loopback_and_an_address_is_taken_as_given() {
+        assert_eq!(
+            parse_http_addr("8222").unwrap(),
+            "127.0.0.1:8222".parse().unwrap()
+        );
+        assert_eq!(
+            parse_http_addr("[::1]:9").unwrap(),
+            "[::1]:9".parse().unwrap()
+        );
+        assert!(parse_http_addr("localhost").is_err());
+        assert!(parse_http_addr("70000").is_err());
+    }
+}

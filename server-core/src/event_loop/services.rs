@@ -1,0 +1,550 @@
+//! Service connections: accepted at a service door, read, answered by the door's [`Service`] from
+//! a [`View`] of the engine, written like chat output (a queue of shared chunks, vectored
+//! writes, write interest only while bytes remain) and closed here, in their own reaper. They
+//! live in a pool of their own, under tokens from [`SERVICE_BASE`] up, so nothing the room does
+//! (fan-out, the pace, the sweep, `max_clients`, the drain's end) ever sees them.
+//!
+//! A service connection is read only while nothing waits to be written to it, so one that
+//! pipelines requests without reading the replies holds at most one batch of replies.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tracing::debug;
+
+use super::connection::Connection;
+use super::relay::is_not_now;
+use super::Engine;
+use crate::backend::{AsBorrowedSocket, Backend, Events, Interest, Token};
+use crate::config::Config;
+use crate::link::{Admission, Link, UplinkStats};
+use crate::pool::Pool;
+use crate::queue::OutQueue;
+use crate::service::{ClientFacts, Service, ServiceLimits};
+use crate::summary::Summary;
+
+/// The first service connection's token. Chat connections take tokens from 0 up and doors from
+/// the top down; service connections sit in between, where neither can reach.
+pub(super) const SERVICE_BASE: usize = 1 << (usize::BITS - 2);
+
+/// The service connection `token` names, if it names one.
+pub(super) fn key_of(token: Token) -> Option<Token> {
+    (token.0 >= SERVICE_BASE && !token.is_reserved()).then(|| Token(token.0 - SERVICE_BASE))
+}
+
+fn token_of(key: Token) -> Token {
+    Token(SERVICE_BASE + key.0)
+}
+
+/// One service connection.
+struct ServiceConn {
+    link: Box<dyn Link>,
+    /// The door it came in by, whose service answers it.
+    door: usize,
+    sd: u64,
+    peer: SocketAddr,
+    /// Bytes received that the service has not consumed yet.
+    input: Vec<u8>,
+    queue: OutQueue,
+    registered: Interest,
+    /// When its unanswered input began, or (with none) when it last did anything: the request
+    /// timeout's or the idle timeout's clock.
+    since: Instant,
+    /// The service asked to close it once its output is written.
+    closing: bool,
+    dirty: bool,
+    /// Marked to go, with the reason for the log.
+    cut: Option<&'static str>,
+}
+
+impl ServiceConn {
+    /// Read while nothing waits to be written (and the service has not said goodbye); write
+    /// interest while bytes wait.
+    fn wanted_interest(&self, limits: &ServiceLimits) -> Interest {
+        let writing = !self.queue.is_empty() || self.link.wants_write();
+        let read = !writing && !self.closing && self.input.len() < limits.max_input;
+        match (read, writing) {
+            (true, _) => Interest::READABLE,
+            (false, true) => Interest::WRITABLE,
+            (false, false) => Interest::NONE,
+        }
+    }
+
+    fn deadline(&self, limits: &ServiceLimits) -> Instant {
+        if self.input.is_empty() {
+            self.since + limits.idle_timeout
+        } else {
+            self.since + limits.request_timeout
+        }
+    }
+}
+
+/// Every service door's service and connections.
+pub(super) struct Services {
+    /// Indexed by door: the service of each service door, `None` for a room door.
+    handlers: Vec<Option<Box<dyn Service>>>,
+    pool: Pool<ServiceConn>,
+    /// Open connections per door, for `max_connections`.
+    open: Vec<usize>,
+    limits: ServiceLimits,
+    dirty: Vec<Token>,
+    doomed: Vec<Token>,
+    backend: &'static str,
+    started: Instant,
+    draining: bool,
+}
+
+impl Services {
+    pub(super) fn new(
+        handlers: Vec<Option<Box<dyn Service>>>,
+        limits: ServiceLimits,
+        backend: &'static str,
+        started: Instant,
+    ) -> Self {
+        Services {
+            open: vec![0; handlers.len()],
+            handlers,
+            pool: Pool::new(),
+            limits,
+            dirty: Vec::new(),
+            doomed: Vec::new(),
+            backend,
+            started,
+            draining: false,
+        }
+    }
+
+    /// Whether door `index` is a service door.
+    pub(super) fn serves(&self, index: usize) -> bool {
+        matches!(self.handlers.get(index), Some(Some(_)))
+    }
+
+    /// The earliest request or idle deadline of any service connection.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        self.pool
+            .iter()
+            .map(|(_, c)| c.deadline(&self.limits))
+            .min()
+    }
+
+    pub(super) fn start_draining(&mut self) {
+        self.draining = true;
+    }
+
+    fn mark(&mut self, key: Token, why: &'static str) {
+        if let Some(conn) = self.pool.get_mut(key) {
+            if conn.cut.is_none() {
+                conn.cut = Some(why);
+                self.doomed.push(key);
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, key: Token) {
+        if let Some(conn) = self.pool.get_mut(key) {
+            if !conn.dirty && conn.cut.is_none() {
+                conn.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+}
+
+/// What a [`Service`] may know of the engine when it is called: counters, settings, and the
+/// clients themselves. Cheap to make; the methods that walk the clients
+/// ([`View::pending_bytes`], [`View::clients_facts`]) cost their work only when called.
+pub struct View<'a> {
+    config: &'a Config,
+    summary: &'a Summary,
+    uplink: Option<UplinkStats>,
+    pool: &'a Pool<Connection>,
+    max_clients: usize,
+    handshaking: usize,
+    service_connections: usize,
+    backend: &'static str,
+    started: Instant,
+    now: Instant,
+    draining: bool,
+}
+
+impl View<'_> {
+    /// The run's counters so far (the uplink's are in [`View::uplink`]).
+    pub fn summary(&self) -> &Summary {
+        self.summary
+    }
+
+    /// The uplink's counters, when the room has one.
+    pub fn uplink(&self) -> Option<UplinkStats> {
+        self.uplink
+    }
+
+    /// The settings the engine runs with.
+    pub fn config(&self) -> &Config {
+        self.config
+    }
+
+    /// Clients connected now (handshaking ones included; service connections not).
+    pub fn clients(&self) -> usize {
+        self.pool.len()
+    }
+
+    /// Clients whose link is not established yet (a TLS handshake in progress).
+    pub fn handshaking(&self) -> usize {
+        self.handshaking
+    }
+
+    /// Most clients at once: the configured limit, lowered to what the backend holds.
+    pub fn max_clients(&self) -> usize {
+        self.max_clients
+    }
+
+    /// Service connections open now, on every service door.
+    pub fn service_connections(&self) -> usize {
+        self.service_connections
+    }
+
+    /// The backend's name (`polling`, `select`).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Time since the engine started.
+    pub fn uptime(&self) -> Duration {
+        self.now.saturating_duration_since(self.started)
+    }
+
+    /// Whether the server is draining (a stop was asked for): it admits no more clients.
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Bytes queued for all clients now. Walks every client.
+    pub fn pending_bytes(&self) -> u64 {
+        self.pool.iter().map(|(_, c)| c.queue.len() as u64).sum()
+    }
+
+    /// The first `limit` clients, in pool order; walks no further than that.
+    pub fn clients_facts(&self, limit: usize) -> impl Iterator<Item = ClientFacts> + '_ {
+        self.pool.iter().take(limit).map(move |(_, c)| ClientFacts {
+            id: c.id,
+            peer: c.peer,
+            transport: c.link.transport(),
+            member: c.member,
+            connected_for: self.now.saturating_duration_since(c.opened),
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            pending: c.queue.len(),
+        })
+    }
+}
+
+impl std::fmt::Debug for View<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("clients", &self.clients())
+            .field("backend", &self.backend)
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Routes one readiness event if it is a service connection's; false if it is not.
+    pub(super) fn service_event(&mut self, token: Token, readable: bool, writable: bool) -> bool {
+        let Some(key) = key_of(token) else {
+            return false;
+        };
+        if readable {
+            self.service_read(key);
+        }
+        if writable {
+            self.services.mark_dirty(key);
+        }
+        true
+    }
+
+    /// Accepts one connection at service door `door`: its acceptor (an access list) may refuse
+    /// it, and a door at `max_connections` turns it away with the service's refusal.
+    pub(super) fn add_service<B: Backend>(
+        &mut self,
+        door: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        backend: &mut B,
+    ) {
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+        let sd = stream.raw_number();
+        if let Err(e) = stream.set_nonblocking(true) {
+            debug!(sd, %peer, error = %e, "service connection: cannot make it non-blocking");
+            return;
+        }
+        let _ = stream.set_nodelay(true);
+        let mut link = match self.doors.admit_at(door, stream, peer) {
+            Ok(Admission::Admit(link)) => link,
+            Ok(Admission::Refuse) => return,
+            Err(e) => {
+                debug!(sd, %peer, error = %e, "service connection: cannot set it up");
+                return;
+            }
+        };
+        if self.services.open[door] >= self.services.limits.max_connections {
+            let refusal = self.services.handlers[door]
+                .as_ref()
+                .map_or(&b""[..], |s| s.refusal());
+            // Best effort: one write to a fresh socket, whose buffer is empty.
+            let _ = link.send(&[io::IoSlice::new(refusal)]);
+            debug!(sd, %peer, "service door full: turning {peer} away");
+            return;
+        }
+        let now = self.now;
+        let inserted = self.services.pool.insert_with(|key| {
+            backend.register(link.borrowed(), token_of(key), Interest::READABLE)?;
+            Ok(ServiceConn {
+                link,
+                door,
+                sd,
+                peer,
+                input: Vec::new(),
+                queue: OutQueue::new(),
+                registered: Interest::READABLE,
+                since: now,
+                closing: false,
+                dirty: false,
+                cut: None,
+            })
+        });
+        match inserted {
+            Ok(_) => {
+                self.services.open[door] += 1;
+                debug!(sd, %peer, "service connection from {peer} on sd {sd}");
+            }
+            Err(e) => debug!(sd, %peer, error = %e, "service connection: cannot register it"),
+        }
+    }
+
+    /// One read from a service connection, then the service's answer.
+    fn service_read(&mut self, key: Token) {
+        let max_input = self.services.limits.max_input;
+        let Some(conn) = self.services.pool.get_mut(key) else {
+            return;
+        };
+        if conn.cut.is_some() || conn.closing || !conn.queue.is_empty() {
+            return;
+        }
+        let room = max_input
+            .saturating_sub(conn.input.len())
+            .min(self.read_buf.len());
+        if room == 0 {
+            return;
+        }
+        match conn.link.recv(&mut self.read_buf[..room]) {
+            // The client finished sending (a half-close after its request is common): what it
+            // was answered is still written, then the connection closes.
+            Ok(0) => {
+                conn.closing = true;
+                self.services.mark_dirty(key);
+            }
+            Ok(n) => {
+                if conn.input.is_empty() {
+                    conn.since = self.now; // a request begins: its clock starts
+                }
+                conn.input.extend_from_slice(&self.read_buf[..n]);
+                if conn.link.has_buffered_input() {
+                    self.read_again.push(token_of(key)); // TLS: no readiness will say so
+                }
+                self.service_answer(key);
+            }
+            Err(e) if is_not_now(&e) => {
+                if conn.link.wants_write() {
+                    self.services.mark_dirty(key);
+                }
+            }
+            Err(_) => self.services.mark(key, "read error"),
+        }
+    }
+
+    /// Lets the door's service answer what the connection sent, and queues the reply.
+    fn service_answer(&mut self, key: Token) {
+        let service_connections = self.services.pool.len();
+        let Some(conn) = self.services.pool.get_mut(key) else {
+            return;
+        };
+        let Some(service) = self.services.handlers[conn.door].as_mut() else {
+            return;
+        };
+        let view = View {
+            config: &self.config,
+            summary: &self.summary,
+            uplink: self.uplink.as_ref().map(|u| u.stats()),
+            pool: &self.pool,
+            max_clients: self.max_clients,
+            handshaking: self.handshaking,
+            service_connections,
+            backend: self.services.backend,
+            started: self.services.started,
+            now: self.now,
+            draining: self.services.draining,
+        };
+        let mut out = Vec::new();
+        let answer = service.answer(&conn.input, &view, &mut out);
+        let consumed = answer.consumed.min(conn.input.len());
+        conn.input.drain(..consumed);
+        if consumed > 0 {
+            conn.since = self.now; // the next request's clock, or the idle one
+        }
+        conn.closing |= answer.close;
+        if !out.is_empty() {
+            conn.queue.push(Rc::from(out));
+        }
+        self.services.mark_dirty(key);
+    }
+
+    /// The services' sweep: marks connections past their request or idle deadline. Walks the
+    /// service connections only (at most `max_connections` per service door), and only when one
+    /// is due.
+    pub(super) fn sweep_services(&mut self) {
+        let now = self.now;
+        if self.services.next_deadline().is_none_or(|at| now < at) {
+            return;
+        }
+        let limits = self.services.limits;
+        let due: Vec<(Token, &'static str)> = self
+            .services
+            .pool
+            .iter()
+            .filter(|(_, c)| c.cut.is_none() && c.deadline(&limits) <= now)
+            .map(|(key, c)| {
+                let why = if c.input.is_empty() {
+                    "idle timeout"
+                } else {
+                    "request timeout"
+                };
+                (key, why)
+            })
+            .collect();
+        for (key, why) in due {
+            self.services.mark(key, why);
+        }
+    }
+
+    /// The services' flush: writes what each dirty connection holds, asks the service again for
+    /// input it left (a batch of pipelined requests), sets interest from what remains, and closes
+    /// connections that are done.
+    pub(super) fn flush_services<B: Backend>(&mut self, backend: &mut B) {
+        let mut batch = std::mem::take(&mut self.services.dirty);
+        for key in batch.drain(..) {
+            self.flush_service(key, backend);
+        }
+        if self.services.dirty.is_empty() {
+            self.services.dirty = batch; // keep the allocation
+        }
+        self.reap_services(backend);
+    }
+
+    fn flush_service<B: Backend>(&mut self, key: Token, backend: &mut B) {
+        let limits = self.services.limits;
+        let Some(conn) = self.services.pool.get_mut(key) else {
+            return;
+        };
+        conn.dirty = false;
+        if conn.cut.is_some() {
+            return;
+        }
+        let link = &mut conn.link;
+        let written = conn.queue.write_with(|bufs| link.send(bufs));
+        match written.and_then(|n| link.flush_own().map(|()| n)) {
+            // Progress restarts the idle clock, never the clock of a request still arriving.
+            Ok(n) if n > 0 && conn.input.is_empty() => conn.since = self.now,
+            Ok(_) => {}
+            Err(e) if is_not_now(&e) => {}
+            Err(_) => return self.services.mark(key, "write error"),
+        }
+        if conn.queue.is_empty() && !conn.link.wants_write() {
+            if conn.closing {
+                return self.services.mark(key, "answered");
+            }
+            if conn.link.has_buffered_input() {
+                self.read_again.push(token_of(key)); // read while its reply was written
+            }
+            if !conn.input.is_empty() {
+                // Requests the service left for later: it answers them now, and they are
+                // written on the next turn (write interest is on once they are queued).
+                self.service_answer(key);
+                let Some(again) = self.services.pool.get_mut(key) else {
+                    return;
+                };
+                again.dirty = false;
+                self.services.dirty.retain(|&k| k != key);
+            }
+        }
+        let Some(conn) = self.services.pool.get_mut(key) else {
+            return;
+        };
+        let wanted = conn.wanted_interest(&limits);
+        if wanted != conn.registered {
+            match backend.reregister(conn.link.borrowed(), token_of(key), wanted) {
+                Ok(()) => conn.registered = wanted,
+                Err(_) => self.services.mark(key, "backend error"),
+            }
+        }
+    }
+
+    /// The services' reaper: the one place a service connection is closed.
+    pub(super) fn reap_services<B: Backend>(&mut self, backend: &mut B) {
+        while let Some(key) = self.services.doomed.pop() {
+            let Some(conn) = self.services.pool.remove(key) else {
+                continue;
+            };
+            let _ = backend.deregister(conn.link.borrowed());
+            self.services.open[conn.door] -= 1;
+            let (sd, peer, reason) = (conn.sd, conn.peer, conn.cut.unwrap_or("closed"));
+            drop(conn);
+            debug!(sd, %peer, reason, "service connection on sd {sd} closed: {reason}");
+        }
+    }
+
+    /// During the drain: service doors keep accepting and service connections keep being
+    /// answered (a health check then says the server is draining).
+    pub(super) fn serve_during_drain<B: Backend>(&mut self, events: &Events, backend: &mut B) {
+        for event in events {
+            if let Some(door) = event.token.door_index() {
+                if self.services.serves(door) {
+                    self.doors.note_ready(door);
+                }
+            } else {
+                self.service_event(event.token, event.is_readable(), event.is_writable());
+            }
+        }
+        self.sweep_services();
+        self.reap_services(backend);
+        // Service doors only: the room's stay closed, and an accept pause is not ended here.
+        for index in 0..self.services.handlers.len() {
+            if self.services.serves(index) && self.doors.take_ready(index) {
+                self.accept_burst(index, backend);
+            }
+        }
+        self.flush_services(backend);
+    }
+
+    /// The drain begins: service doors stay open (every door was just paused) and health checks
+    /// learn the server is draining.
+    pub(super) fn keep_services_open<B: Backend>(&mut self, backend: &mut B) {
+        self.services.start_draining();
+        for index in 0..self.services.handlers.len() {
+            if self.services.serves(index) {
+                self.doors
+                    .set_interest_of(index, Interest::READABLE, backend);
+            }
+        }
+    }
+
+    /// Closes every service connection (at the end of the run).
+    pub(super) fn close_services<B: Backend>(&mut self, backend: &mut B) {
+        for key in self.services.pool.tokens() {
+            self.services.mark(key, "server shutdown");
+        }
+        self.reap_services(backend);
+    }
+}

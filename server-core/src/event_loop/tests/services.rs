@@ -1,0 +1,97 @@
+//! Service doors: their connections are answered from a view of the engine and never join the
+//! room, whatever the room does.
+
+use super::*;
+use crate::event_loop::services::SERVICE_BASE;
+use crate::service::{Answer, Service, ServiceLimits, View};
+
+/// Answers each line: `bye` with `ok` and a close, anything else with the room's client count.
+struct Counter;
+
+impl Service for Counter {
+    fn answer(&mut self, input: &[u8], view: &View<'_>, out: &mut Vec<u8>) -> Answer {
+        let mut consumed = 0;
+        while let Some(end) = input[consumed..].iter().position(|&b| b == b'\n') {
+            let line = &input[consumed..consumed + end];
+            consumed += end + 1;
+            if line == b"bye" {
+                out.extend_from_slice(b"ok\n");
+                return Answer {
+                    consumed,
+                    close: true,
+                };
+            }
+            out.extend_from_slice(format!("clients={}\n", view.clients()).as_bytes());
+        }
+        Answer {
+            consumed,
+            close: false,
+        }
+    }
+}
+
+#[test]
+fn a_service_connection_is_answered_and_never_joins_the_room() {
+    let config = Config {
+        max_clients: 1,
+        ..Config::default()
+    };
+    let room = TcpListener::bind("127.0.0.1:0").unwrap();
+    let room_addr = room.local_addr().unwrap();
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let service_addr = service.local_addr().unwrap();
+    let mut backend = Scripted::default();
+    let doors = vec![
+        Door::new(room, Box::new(Patient)),
+        Door::new(service, Box::new(Patient)),
+    ];
+    for (index, door) in doors.iter().enumerate() {
+        door.open(index, &mut backend).unwrap();
+    }
+    let handlers: Vec<Option<Box<dyn Service>>> = vec![None, Some(Box::new(Counter))];
+    let mut engine = Engine::new(config, doors, None, None, Instant::now()).with_services(
+        handlers,
+        ServiceLimits::default(),
+        "scripted",
+    );
+
+    let mut member = client(room_addr);
+    backend.then(&[Token::door(0)]);
+    engine.turn(&mut backend).unwrap();
+    // The room is full (max_clients 1), and the service door still lets its connection in.
+    let mut operator = client(service_addr);
+    backend.then(&[Token::door(1)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!((engine.pool.len(), engine.summary.refused_full), (1, 0));
+
+    // The member talks: nobody else is in the room, and the operator receives none of it.
+    member.write_all(b"chat").unwrap();
+    backend.then(&[Token(0)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(
+        engine.summary.messages_queued, 0,
+        "fan-out reached a service connection"
+    );
+
+    // Two requests in one read are answered in order; the first bytes the operator gets are
+    // the answers, so no chat reached it before them.
+    let service_token = Token(SERVICE_BASE);
+    operator.write_all(b"?\n?\n").unwrap();
+    backend.then(&[service_token]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(read_exactly(&mut operator, 20), b"clients=1\nclients=1\n");
+
+    // `bye`: answered, then closed.
+    operator.write_all(b"bye\n").unwrap();
+    backend.then(&[service_token]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(read_exactly(&mut operator, 3), b"ok\n");
+    let mut rest = Vec::new();
+    operator.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "more after the close: {rest:?}");
+    assert_eq!(engine.pool.len(), 1, "the member stays");
+    assert_eq!(
+        engine.summary.accepted, 1,
+        "a service connection counted as a client"
+    );
+}

@@ -1,0 +1,96 @@
+//! Service doors: listeners whose connections are *not* room members. A [`Service`] answers the
+//! bytes they send from a read-only [`View`] of the engine (an operator's HTTP window, say). The
+//! engine knows nothing of the protocol: it reads, hands the unanswered bytes to the service,
+//! queues what the service writes like chat output and closes the connection when told to or when
+//! one of the [`ServiceLimits`] is passed.
+//!
+//! A service connection never receives the room's messages, never counts toward
+//! [`Config::max_clients`] or the pace, and costs the room nothing while it sends nothing: the
+//! engine's per-turn work for services is proportional to the number of service connections
+//! (at most [`ServiceLimits::max_connections`]), never to the number of clients.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use crate::event_loop::View;
+#[cfg(doc)]
+use crate::Config;
+
+/// Answers the connections of one service door. One value serves every connection of its door,
+/// so a per-connection state must live in the bytes (HTTP/1.x needs none beyond them).
+pub trait Service {
+    /// Answers what it can of `input`: the bytes this connection sent that no earlier call
+    /// consumed. Appends its replies to `out` (queued for the connection in order) and says how
+    /// many bytes of `input` it consumed and whether the connection is to be closed once `out` is
+    /// written. Consuming nothing means "wait for more bytes".
+    ///
+    /// The engine calls it after every read that brought bytes, and again when the connection's
+    /// output has been written while unconsumed bytes remain: a service may stop early (to keep
+    /// one connection's output bounded) and be called again for the rest.
+    fn answer(&mut self, input: &[u8], view: &View<'_>, out: &mut Vec<u8>) -> Answer;
+
+    /// What to write before closing a connection turned away because the door already has
+    /// [`ServiceLimits::max_connections`] (best effort, one write). Default: nothing.
+    fn refusal(&self) -> &[u8] {
+        b""
+    }
+}
+
+/// What one [`Service::answer`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Answer {
+    /// Bytes of the input consumed (answered, or to be ignored).
+    pub consumed: usize,
+    /// Close the connection once its output is written; nothing more is read from it.
+    pub close: bool,
+}
+
+/// The bounds every service connection lives within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Most connections open at once on one service door; past it a newcomer is written
+    /// [`Service::refusal`] and closed.
+    pub max_connections: usize,
+    /// How long a request may take to arrive once its first byte has (against slowloris):
+    /// unconsumed input older than this closes the connection.
+    pub request_timeout: Duration,
+    /// How long a connection may sit with nothing to read and nothing written (an idle
+    /// keep-alive connection, or a reader that stopped reading its reply) before it is closed.
+    pub idle_timeout: Duration,
+    /// Most unconsumed input bytes held for one connection; the engine stops reading it past
+    /// this, so a service that never consumes cannot grow memory. A service should answer such
+    /// input itself (HTTP: 431) well before.
+    pub max_input: usize,
+}
+
+impl Default for ServiceLimits {
+    fn default() -> Self {
+        ServiceLimits {
+            max_connections: 64,
+            request_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            max_input: 64 * 1024,
+        }
+    }
+}
+
+/// One client as [`View::clients_facts`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientFacts {
+    /// Its id in the room (never reused while the server runs).
+    pub id: u64,
+    /// Its address.
+    pub peer: SocketAddr,
+    /// Its link's [`Link::transport`](crate::Link::transport): `tcp`, `tls`...
+    pub transport: &'static str,
+    /// Whether it is in the room (its link is established).
+    pub member: bool,
+    /// How long it has been connected.
+    pub connected_for: Duration,
+    /// Bytes read from it.
+    pub bytes_in: u64,
+    /// Bytes written to it.
+    pub bytes_out: u64,
+    /// Bytes queued for it now.
+    pub pending: usize,
+}
