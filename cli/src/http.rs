@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use relay_http::{BuildInfo, HttpOptions, HttpService};
 use server_core::ServiceLimits;
+use tracing::warn;
 
 use crate::args::parse_interval;
 use crate::describe;
+use crate::listen::Passed;
 use crate::reload::{HttpReload, SharedDoor};
 use crate::security::Security;
 
@@ -67,6 +69,8 @@ fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
 pub(crate) struct HttpDoor {
     pub(crate) listener: TcpListener,
     pub(crate) addr: SocketAddr,
+    /// Passed by a service manager rather than bound here.
+    pub(crate) inherited: bool,
     pub(crate) acceptor: SharedDoor,
     pub(crate) service: HttpService,
     pub(crate) limits: ServiceLimits,
@@ -75,8 +79,16 @@ pub(crate) struct HttpDoor {
 impl HttpArgs {
     /// Reads the token file, makes the door (access list, TLS) and binds the address; `None`
     /// without --http. `Err` is the message for the terminal.
-    pub(crate) fn door(&self, security: &Security) -> Result<Option<HttpDoor>, String> {
+    /// `inherited`: the socket a service manager passed for it, served instead of binding.
+    pub(crate) fn door(
+        &self,
+        security: &Security,
+        inherited: Option<Passed>,
+    ) -> Result<Option<HttpDoor>, String> {
         let Some(addr) = self.http else {
+            if let Some((_, passed)) = inherited {
+                warn!(address = %passed, "an inherited socket named `http` ({passed}) is not served without --http");
+            }
             return Ok(None);
         };
         let token = match &self.http_token_file {
@@ -95,9 +107,20 @@ impl HttpArgs {
             }
         };
         let acceptor = SharedDoor::new(security.http_door(self.http_tls)?);
-        let listener = crate::listen::bind_one(addr)
-            .map_err(|e| format!("cannot listen on {addr} for --http: {}", describe(&e)))?;
-        let addr = listener.local_addr().unwrap_or(addr);
+        let (listener, addr, inherited) = match inherited {
+            Some((listener, passed)) => {
+                if passed != addr {
+                    warn!("serving the inherited socket {passed} for --http; {addr} is not used");
+                }
+                (listener, passed, true)
+            }
+            None => {
+                let listener = crate::listen::bind_one(addr)
+                    .map_err(|e| format!("cannot listen on {addr} for --http: {}", describe(&e)))?;
+                let addr = listener.local_addr().unwrap_or(addr);
+                (listener, addr, false)
+            }
+        };
         let service = HttpService::new(HttpOptions {
             token,
             max_head: MAX_HEAD,
@@ -115,6 +138,7 @@ impl HttpArgs {
         Ok(Some(HttpDoor {
             listener,
             addr,
+            inherited,
             acceptor,
             service,
             limits,

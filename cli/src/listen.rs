@@ -49,37 +49,86 @@ pub(crate) fn listen(bind: Option<IpAddr>, port: u16) -> Result<(TcpListener, So
     }
 }
 
-/// The listener a service manager passed with `LISTEN_FDS`/`LISTEN_PID` (systemd socket
-/// activation, `systemd-socket-activate`), made non-blocking; `None` when none was passed (or it
-/// was meant for another process). Only the first is served: a warning names the others. Unix
-/// only: elsewhere there is no such protocol and this is always `None`. `Err` is the message for
-/// the terminal.
-pub(crate) fn inherited() -> Result<Option<(TcpListener, SocketAddr)>, String> {
+/// A listening socket a service manager passed, and the address it is bound to.
+pub(crate) type Passed = (TcpListener, SocketAddr);
+
+/// The listeners a service manager passed with `LISTEN_FDS`/`LISTEN_PID` (systemd socket
+/// activation, `systemd-socket-activate`), made non-blocking. `LISTEN_FDNAMES` tells them apart:
+/// the one named `http` is for `--http`, the chat port is the one named `chat`, or else the
+/// first one not named `http`; a single unnamed socket is the chat port. Others are named in a
+/// warning and not served. Unix only: elsewhere there is no such protocol and nothing is passed.
+/// `Err` is the message for the terminal.
+#[derive(Debug, Default)]
+pub(crate) struct Inherited {
+    pub(crate) chat: Option<Passed>,
+    pub(crate) http: Option<Passed>,
+}
+
+/// What a socket passed at `index` is for, by its name (`names` from `LISTEN_FDNAMES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(unix), allow(dead_code))] // nothing is passed on Windows
+enum Role {
+    Chat,
+    Http,
+    Unused,
+}
+
+/// The role of each of `count` passed sockets, from their names: see [`Inherited`].
+#[cfg_attr(not(unix), allow(dead_code))] // nothing is passed on Windows
+fn roles(count: usize, names: &[&str]) -> Vec<Role> {
+    let name = |i: usize| names.get(i).copied().unwrap_or("");
+    let http = (0..count).find(|&i| name(i) == "http");
+    let chat = (0..count)
+        .find(|&i| name(i) == "chat")
+        .or_else(|| (0..count).find(|&i| Some(i) != http));
+    (0..count)
+        .map(|i| match i {
+            _ if Some(i) == chat => Role::Chat,
+            _ if Some(i) == http => Role::Http,
+            _ => Role::Unused,
+        })
+        .collect()
+}
+
+pub(crate) fn inherited() -> Result<Inherited, String> {
     #[cfg(unix)]
     {
         let mut passed = listenfd::ListenFd::from_env();
+        let mut found = Inherited::default();
         if passed.len() == 0 {
-            return Ok(None);
+            return Ok(found);
         }
-        let unusable =
-            |e: io::Error| format!("cannot serve the inherited socket: {}", describe(&e));
-        let listener = passed
-            .take_tcp_listener(0)
-            .map_err(unusable)?
-            .ok_or("cannot serve the inherited socket: it was already taken")?;
-        listener.set_nonblocking(true).map_err(unusable)?;
-        let addr = listener.local_addr().map_err(unusable)?;
-        if passed.len() > 1 {
-            warn!(
-                sockets = passed.len(),
-                "{} sockets were passed; serving the first ({addr}), ignoring the others",
-                passed.len()
-            );
+        let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+        let names: Vec<&str> = names.split(':').collect();
+        for (index, role) in roles(passed.len(), &names).into_iter().enumerate() {
+            let name = names.get(index).copied().unwrap_or("");
+            let unusable = |e: io::Error| {
+                format!(
+                    "cannot serve the inherited socket {index} ({name:?}): {}",
+                    describe(&e)
+                )
+            };
+            let listener = passed
+                .take_tcp_listener(index)
+                .map_err(unusable)?
+                .ok_or_else(|| {
+                    format!("cannot serve the inherited socket {index}: it was already taken")
+                })?;
+            listener.set_nonblocking(true).map_err(unusable)?;
+            let addr = listener.local_addr().map_err(unusable)?;
+            match role {
+                Role::Chat => found.chat = Some((listener, addr)),
+                Role::Http => found.http = Some((listener, addr)),
+                Role::Unused => warn!(
+                    address = %addr,
+                    "an inherited socket ({addr}, named {name:?}) is neither `chat` nor `http`; not served"
+                ),
+            }
         }
-        Ok(Some((listener, addr)))
+        Ok(found)
     }
     #[cfg(not(unix))]
-    Ok(None)
+    Ok(Inherited::default())
 }
 
 /// Which families `listener` on `addr` serves, for the startup line.
@@ -141,4 +190,30 @@ fn exclusive_address_use(socket: &Socket) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(unsafe { WSAGetLastError() }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passed_sockets_are_told_apart_by_name() {
+        use Role::{Chat, Http, Unused};
+        assert_eq!(
+            roles(1, &[""]),
+            [Chat],
+            "one unnamed socket is the chat port"
+        );
+        assert_eq!(roles(1, &["unknown"]), [Chat]);
+        assert_eq!(
+            roles(1, &["http"]),
+            [Http],
+            "a lone http socket is not chat"
+        );
+        assert_eq!(roles(2, &["chat", "http"]), [Chat, Http]);
+        assert_eq!(roles(2, &["http", "chat"]), [Http, Chat]);
+        assert_eq!(roles(2, &["http"]), [Http, Chat], "names may be short");
+        assert_eq!(roles(3, &["x", "http", "chat"]), [Unused, Http, Chat]);
+        assert_eq!(roles(2, &["", ""]), [Chat, Unused]);
+    }
 }

@@ -82,7 +82,8 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     // cluster options, the TLS files, the backend.
     cluster::check(args.cluster())?;
     let (door, access) = args.security.door()?;
-    let http = args.http.door(&args.security)?;
+    let inherited = listen::inherited()?;
+    let http = args.http.door(&args.security, inherited.http)?;
     let door = reload::SharedDoor::new(door);
     let backend = make_backend().map_err(|e| {
         format!(
@@ -91,7 +92,7 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
             describe(&e)
         )
     })?;
-    let (listener, addr, how) = match listen::inherited()? {
+    let (listener, addr, how) = match inherited.chat {
         Some((listener, addr)) => {
             if addr.port() != args.port || args.bind.is_some() {
                 warn!(
@@ -146,7 +147,8 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
     if let Some(http) = http {
         let (scheme, token) = args.http.describe();
         let (addr, max) = (http.addr, http.limits.max_connections);
-        info!(address = %addr, "{scheme} on {addr}: /healthz /metrics /stats /clients ({token}; at most {max} connections)");
+        let how = if http.inherited { "inherited; " } else { "" };
+        info!(address = %addr, inherited = http.inherited, "{scheme} on {addr}: /healthz /metrics /stats /clients ({how}{token}; at most {max} connections)");
         relay = relay
             .service_door(http.listener, http.acceptor, http.service)
             .service_limits(http.limits);

@@ -390,3 +390,62 @@ fn a_log_that_cannot_be_written_does_not_stop_the_server() {
     // Before the fix: exit 101, a panic at the first log line that could not be written.
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+/// Two passed sockets told apart by name (`LISTEN_FDNAMES=chat:http`, as two socket units with
+/// `FileDescriptorName=` give): the chat port relays, the HTTP window answers on its own socket,
+/// and neither the port argument nor the --http address is bound.
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian's systemd package): run with --ignored, CI does"]
+fn socket_activated_it_serves_a_named_http_socket_beside_the_chat_port() {
+    let tool = "systemd-socket-activate";
+    let found = std::process::Command::new(tool).arg("--version").output();
+    assert!(
+        found.is_ok_and(|out| out.status.success()),
+        "{tool} is missing: install Debian's `systemd` package (CI does)"
+    );
+    let server_bin = bin().to_str().expect("a UTF-8 binary path");
+    let mut http_port = 0;
+    let (mut server, port, _) = start_with_retry(Ready::Line("as 4"), |port| {
+        http_port = relay_tests::free_port().expect("a free port");
+        let chat = format!("127.0.0.1:{port}");
+        let http = format!("127.0.0.1:{http_port}");
+        // --http names an address nobody listens on: the passed socket is served instead.
+        let args = [
+            "-l",
+            &chat,
+            "-l",
+            &http,
+            "--fdname=chat:http",
+            server_bin,
+            "--http",
+            "127.0.0.1:9",
+            port,
+        ];
+        ServerProcess::spawn(Path::new(tool), &args, &[])
+    });
+    let mut first = connect(loopback(port));
+    let line = server
+        .wait_for_line("listening on")
+        .expect("the server's startup line");
+    assert!(
+        line.contains(&format!("listening on 127.0.0.1:{port} (inherited;")),
+        "{line}"
+    );
+    let line = server
+        .wait_for_line(": /healthz")
+        .expect("the HTTP startup line");
+    assert!(
+        line.contains(&format!(
+            "http on 127.0.0.1:{http_port}: /healthz /metrics /stats /clients (inherited;"
+        )),
+        "{line}"
+    );
+    let health = relay_tests::http_get(loopback(http_port), "/healthz");
+    assert_eq!(health.status, 200, "{health:?}");
+    let mut second = connect(loopback(port));
+    second.write_all(b"chat beside the window\n").unwrap();
+    expect_bytes(&mut first, b"chat beside the window\n");
+
+    let output = stop(&mut server);
+    assert!(output.contains("stopped: 2 clients served"), "{output}");
+}
