@@ -680,3 +680,29 @@ fn random_bytes_never_break_the_http_port_or_the_room() {
         relay_tests::expect_bytes(&mut b, b"still here");
     }
 }
+
+/// A client still sending when it is answered 431 gets the answer and a clean end of stream, not
+/// a reset: the server shuts its side after the answer and reads what the client still sends
+/// (closing with unread input would send a reset, which can destroy the answer unread).
+#[test]
+fn a_431_reaches_a_client_that_is_still_sending() {
+    for backend in backends() {
+        let (server, _chat, http) = start(backend, &[]);
+        let mut large = http_connect(http);
+        let mut writer = large.try_clone().unwrap();
+        // A head far past the 8 KiB limit and past what the server holds unread (16 KiB).
+        let sending = thread::spawn(move || {
+            let mut head = b"GET /metrics HTTP/1.1\r\n".to_vec();
+            head.extend(std::iter::repeat_n(b"X-Filler: 0123456789abcdef\r\n", 40_000).flatten());
+            let _ = writer.write_all(&head);
+        });
+        assert_eq!(read_response(&mut large, false).status, 431, "{backend}");
+        let (_, error) = relay_tests::read_until_closed(&mut large);
+        assert!(
+            error.is_none(),
+            "{backend}: the answer ended with {error:?}, not a clean close"
+        );
+        sending.join().unwrap();
+        drop(server);
+    }
+}

@@ -29,6 +29,11 @@ use crate::summary::Summary;
 /// the top down; service connections sit in between, where neither can reach.
 pub(super) const SERVICE_BASE: usize = 1 << (usize::BITS - 2);
 
+/// How long a connection answered with a close (a 431, a 405) is still read, its input thrown
+/// away, after its write side is shut: closing a socket with unread input sends a reset, which
+/// can destroy the answer before the client reads it.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// The service connection `token` names, if it names one.
 pub(super) fn key_of(token: Token) -> Option<Token> {
     (token.0 >= SERVICE_BASE && !token.is_reserved()).then(|| Token(token.0 - SERVICE_BASE))
@@ -54,6 +59,9 @@ struct ServiceConn {
     since: Instant,
     /// The service asked to close it once its output is written.
     closing: bool,
+    /// Answered and shut for writing: read only to throw input away until the client closes or
+    /// [`LINGER`] passes (`since` is when it began).
+    lingering: bool,
     dirty: bool,
     /// Marked to go, with the reason for the log.
     cut: Option<&'static str>,
@@ -63,6 +71,9 @@ impl ServiceConn {
     /// Read while nothing waits to be written (and the service has not said goodbye); write
     /// interest while bytes wait.
     fn wanted_interest(&self, limits: &ServiceLimits) -> Interest {
+        if self.lingering {
+            return Interest::READABLE;
+        }
         let writing = !self.queue.is_empty() || self.link.wants_write();
         let read = !writing && !self.closing && self.input.len() < limits.max_input;
         match (read, writing) {
@@ -73,7 +84,9 @@ impl ServiceConn {
     }
 
     fn deadline(&self, limits: &ServiceLimits) -> Instant {
-        if self.input.is_empty() {
+        if self.lingering {
+            self.since + LINGER
+        } else if self.input.is_empty() {
             self.since + limits.idle_timeout
         } else {
             self.since + limits.request_timeout
@@ -86,8 +99,10 @@ pub(super) struct Services {
     /// Indexed by door: the service of each service door, `None` for a room door.
     handlers: Vec<Option<Box<dyn Service>>>,
     pool: Pool<ServiceConn>,
-    /// Open connections per door, for `max_connections`.
+    /// Open connections per door, for `max_connections` (lingering ones not counted).
     open: Vec<usize>,
+    /// Connections lingering after their last answer, at most `max_connections` in all.
+    lingering: usize,
     limits: ServiceLimits,
     dirty: Vec<Token>,
     doomed: Vec<Token>,
@@ -105,6 +120,7 @@ impl Services {
     ) -> Self {
         Services {
             open: vec![0; handlers.len()],
+            lingering: 0,
             handlers,
             pool: Pool::new(),
             limits,
@@ -311,6 +327,7 @@ impl Engine {
                 registered: Interest::READABLE,
                 since: now,
                 closing: false,
+                lingering: false,
                 dirty: false,
                 cut: None,
             })
@@ -330,6 +347,13 @@ impl Engine {
         let Some(conn) = self.services.pool.get_mut(key) else {
             return;
         };
+        if conn.lingering && conn.cut.is_none() {
+            return match conn.link.recv(&mut self.read_buf) {
+                Ok(n) if n > 0 => {} // thrown away
+                Err(e) if is_not_now(&e) => {}
+                _ => self.services.mark(key, "answered"), // the client closed too
+            };
+        }
         if conn.cut.is_some() || conn.closing || !conn.queue.is_empty() {
             return;
         }
@@ -416,7 +440,9 @@ impl Engine {
             .iter()
             .filter(|(_, c)| c.cut.is_none() && c.deadline(&limits) <= now)
             .map(|(key, c)| {
-                let why = if c.input.is_empty() {
+                let why = if c.lingering {
+                    "answered"
+                } else if c.input.is_empty() {
                     "idle timeout"
                 } else {
                     "request timeout"
@@ -462,8 +488,28 @@ impl Engine {
             Err(_) => return self.services.mark(key, "write error"),
         }
         if conn.queue.is_empty() && !conn.link.wants_write() {
+            if conn.lingering {
+                return;
+            }
             if conn.closing {
-                return self.services.mark(key, "answered");
+                // Its answer is out: end the stream after it, and read what it still sends
+                // until it closes as well (see `LINGER`). A lingering connection no longer
+                // holds a seat; if too many linger already, it is closed at once.
+                if self.services.lingering >= limits.max_connections {
+                    return self.services.mark(key, "answered");
+                }
+                let socket = conn.link.borrowed();
+                if socket2::SockRef::from(&socket)
+                    .shutdown(std::net::Shutdown::Write)
+                    .is_err()
+                {
+                    return self.services.mark(key, "answered");
+                }
+                conn.lingering = true;
+                self.services.lingering += 1;
+                self.services.open[conn.door] -= 1;
+                conn.input.clear();
+                conn.since = self.now;
             }
             if conn.link.has_buffered_input() {
                 self.read_again.push(token_of(key)); // read while its reply was written
@@ -498,7 +544,11 @@ impl Engine {
                 continue;
             };
             let _ = backend.deregister(conn.link.borrowed());
-            self.services.open[conn.door] -= 1;
+            if conn.lingering {
+                self.services.lingering -= 1;
+            } else {
+                self.services.open[conn.door] -= 1;
+            }
             let (sd, peer, reason) = (conn.sd, conn.peer, conn.cut.unwrap_or("closed"));
             drop(conn);
             debug!(sd, %peer, reason, "service connection on sd {sd} closed: {reason}");
