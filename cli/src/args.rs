@@ -186,13 +186,14 @@ pub(crate) struct Args {
     /// senders (TCP then slows them) instead of letting messages wait behind megabytes or cutting
     /// readers. Smaller: shorter waits under load, less throughput. A sender that sent under 16KiB
     /// since the room last caught up (someone typing) is still read.
-    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size)]
+    #[arg(long, value_name = "BYTES", default_value = "32KiB", value_parser = parse_size)]
     pub(crate) pace_budget: usize,
 
     /// The kernel send buffer asked for on every client socket. Bytes in it are out of the
-    /// pace's sight, and the kernel may grow an unset buffer to megabytes; 0 leaves the OS
-    /// default and its autotuning.
-    #[arg(long, value_name = "BYTES", default_value = "128KiB", value_parser = parse_size)]
+    /// pace's sight, and the kernel may grow an unset buffer to megabytes; too small a buffer
+    /// (32KiB on Linux) leaves writes waiting for TCP acknowledgements and throughput collapses.
+    /// 0 leaves the OS default and its autotuning.
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = parse_size_or_zero)]
     pub(crate) send_buffer: usize,
 
     /// How long one reader that falls behind may slow the whole room; after that it gets what it
@@ -375,6 +376,14 @@ fn given(matches: &ArgMatches, id: &str) -> bool {
 
 /// `16MiB`, `512k`, `1G`, `4096`: binary units, case-insensitive, optional `B`/`iB`.
 fn parse_size(text: &str) -> Result<usize, String> {
+    match parse_size_or_zero(text)? {
+        0 => Err("must be at least 1 byte".into()),
+        bytes => Ok(bytes),
+    }
+}
+
+/// A size as [`parse_size`] reads it, where 0 is allowed (it means "leave the default").
+fn parse_size_or_zero(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(digits);
@@ -388,14 +397,10 @@ fn parse_size(text: &str) -> Result<usize, String> {
         "g" | "gb" | "gib" => 30,
         _ => return Err(format!("{text:?}: unknown unit (use KiB, MiB or GiB)")),
     };
-    let bytes = number
+    number
         .checked_mul(1u64 << shift)
         .and_then(|b| usize::try_from(b).ok())
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    if bytes == 0 {
-        return Err("must be at least 1 byte".into());
-    }
-    Ok(bytes)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// A positive number of seconds.
@@ -485,6 +490,13 @@ mod tests {
         assert_eq!(parse_size("16m"), Ok(16 << 20));
         assert_eq!(parse_size("512 KiB"), Ok(512 << 10));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err(), "a limit of 0 bytes");
+        assert_eq!(
+            parse_size_or_zero("0"),
+            Ok(0),
+            "--send-buffer 0: the OS default"
+        );
+        assert_eq!(parse_size_or_zero("64KiB"), Ok(64 << 10));
         for bad in [
             "",
             "MiB",

@@ -35,7 +35,7 @@ pub struct Pace {
 impl Default for Pace {
     fn default() -> Self {
         Pace {
-            budget: 64 * 1024,
+            budget: 32 * 1024,
             grace: Duration::from_millis(250),
             light: 16 * 1024,
         }
