@@ -261,14 +261,9 @@ impl Engine {
         peer: SocketAddr,
         backend: &mut B,
     ) {
-        // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; log it as a.b.c.d.
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let sd = stream.raw_number();
-        // Accepted sockets inherit non-blocking mode on BSDs but not on Linux or Windows.
-        if let Err(e) = stream.set_nonblocking(true) {
-            warn!(sd, %peer, error = %e, "cannot make the new connection non-blocking; closing it");
+        let Some((peer, sd)) = prepare(&stream, peer) else {
             return;
-        }
+        };
         let address = address_key(peer.ip());
         if let Some(max) = self.config.max_per_address {
             let taken = self.doors.seats.taken(address);
@@ -388,4 +383,18 @@ impl Engine {
             "server full: refusing sd {sd} from {peer}"
         );
     }
+}
+
+/// The first steps for any accepted stream, room or service door: the peer as it is logged (an
+/// IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d; logged as a.b.c.d), its
+/// descriptor number, and non-blocking mode (inherited on BSDs but not on Linux or Windows).
+/// `None` when it cannot be made non-blocking: logged, and the stream is then dropped.
+pub(super) fn prepare(stream: &TcpStream, peer: SocketAddr) -> Option<(SocketAddr, u64)> {
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+    let sd = stream.raw_number();
+    if let Err(e) = stream.set_nonblocking(true) {
+        warn!(sd, %peer, error = %e, "cannot make the new connection non-blocking; closing it");
+        return None;
+    }
+    Some((peer, sd))
 }

@@ -17,7 +17,7 @@ use tracing::debug;
 use super::connection::Connection;
 use super::relay::is_not_now;
 use super::Engine;
-use crate::backend::{AsBorrowedSocket, Backend, Events, Interest, Token};
+use crate::backend::{Backend, Events, Interest, Token};
 use crate::config::Config;
 use crate::link::{Admission, Link, UplinkStats};
 use crate::pool::Pool;
@@ -290,12 +290,9 @@ impl Engine {
         peer: SocketAddr,
         backend: &mut B,
     ) {
-        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
-        let sd = stream.raw_number();
-        if let Err(e) = stream.set_nonblocking(true) {
-            debug!(sd, %peer, error = %e, "service connection: cannot make it non-blocking");
+        let Some((peer, sd)) = super::accept::prepare(&stream, peer) else {
             return;
-        }
+        };
         let _ = stream.set_nodelay(true);
         let mut link = match self.doors.admit_at(door, stream, peer) {
             Ok(Admission::Admit(link)) => link,
