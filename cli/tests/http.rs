@@ -412,10 +412,13 @@ fn a_large_clients_reply_is_written_across_partial_writes() {
 }
 
 #[cfg_attr(
-    not(target_os = "linux"),
+    all(not(target_os = "linux"), feature = "polling"),
     ignore = "stress; 10,000 clients and their server in one machine's limits: run on Linux"
 )]
-#[cfg_attr(target_os = "linux", ignore = "stress: run with --ignored")]
+#[cfg_attr(
+    all(target_os = "linux", feature = "polling"),
+    ignore = "stress: run with --ignored"
+)]
 #[cfg_attr(
     not(feature = "polling"),
     ignore = "needs the polling backend (select holds ~1,000)"
