@@ -374,6 +374,13 @@ fn garbage_oversized_unfinished_and_idle_requests_are_cut_while_chat_flows() {
             200,
             "{backend}: still serving"
         );
+        // The one 503 is counted; the 400, the 431 and the two cuts are not refusals.
+        let stats = json(&http_get(http, "/stats").body);
+        assert_eq!(stats["http_refused"]["too_many"], 1, "{backend}: {stats}");
+        assert_eq!(
+            stats["http_refused"]["access_list"], 0,
+            "{backend}: {stats}"
+        );
         drop(server);
     }
 }

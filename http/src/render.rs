@@ -51,6 +51,11 @@ fn disconnects(view: &View<'_>) -> [(&'static str, u64); 7] {
 }
 
 /// Why connections were refused, as the label `reason` and the counter.
+fn http_refusals(view: &View<'_>) -> [(&'static str, u64); 2] {
+    let r = view.service_refusals();
+    [("access_list", r.access_list), ("too_many", r.too_many)]
+}
+
 fn refusals(view: &View<'_>) -> [(&'static str, u64); 4] {
     let s = view.summary();
     [
@@ -203,6 +208,11 @@ pub fn metrics(view: &View<'_>, build: &BuildInfo) -> String {
         "Connections refused at once, by reason.",
         &refusals(view),
     );
+    family(
+        "relay_http_refused_total",
+        "Connections to this HTTP port refused at once, by reason.",
+        &http_refusals(view),
+    );
     let _ = writeln!(
         out,
         "# HELP relay_build_info The running build: version, backend, compiled features.\n\
@@ -251,6 +261,7 @@ pub fn stats(view: &View<'_>, build: &BuildInfo) -> String {
          \"accepted\":{},\"messages_in\":{},\"messages_queued\":{},\"bytes_in\":{},\
          \"bytes_out\":{},\"bytes_dropped\":{},\"pending_bytes\":{},\"rate_waits\":{},\
          \"disconnects\":{},\"refused\":{},\"cluster\":{},\"http_connections\":{},\
+         \"http_refused\":{},\
          \"limits\":{{\"max_clients\":{},\"max_pending\":{},\"write_timeout_seconds\":{},\
          \"idle_timeout_seconds\":{},\"drain_timeout_seconds\":{},\
          \"handshake_timeout_seconds\":{},\"max_per_address\":{},\"max_rate\":{},\
@@ -275,6 +286,7 @@ pub fn stats(view: &View<'_>, build: &BuildInfo) -> String {
         object(&refusals(view)),
         cluster,
         view.service_connections(),
+        object(&http_refusals(view)),
         view.max_clients(),
         c.max_pending,
         seconds(c.write_timeout),

@@ -94,3 +94,13 @@ pub struct ClientFacts {
     /// Bytes queued for it now.
     pub pending: usize,
 }
+
+/// Connections turned away at the service doors, by reason (a service's own refusals, such as a
+/// 401, are answers and not counted here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServiceRefusals {
+    /// Refused by the door's acceptor (an access list) before any byte was read.
+    pub access_list: u64,
+    /// Turned away with the service's refusal because the door had `max_connections` open.
+    pub too_many: u64,
+}

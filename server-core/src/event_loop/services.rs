@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::link::{Admission, Link, UplinkStats};
 use crate::pool::Pool;
 use crate::queue::OutQueue;
-use crate::service::{ClientFacts, Service, ServiceLimits};
+use crate::service::{ClientFacts, Service, ServiceLimits, ServiceRefusals};
 use crate::summary::Summary;
 
 /// The first service connection's token. Chat connections take tokens from 0 up and doors from
@@ -103,6 +103,8 @@ pub(super) struct Services {
     open: Vec<usize>,
     /// Connections lingering after their last answer, at most `max_connections` in all.
     lingering: usize,
+    /// Connections turned away at the service doors, by reason.
+    pub(super) refused: ServiceRefusals,
     limits: ServiceLimits,
     dirty: Vec<Token>,
     doomed: Vec<Token>,
@@ -121,6 +123,7 @@ impl Services {
         Services {
             open: vec![0; handlers.len()],
             lingering: 0,
+            refused: ServiceRefusals::default(),
             handlers,
             pool: Pool::new(),
             limits,
@@ -179,6 +182,7 @@ pub struct View<'a> {
     max_clients: usize,
     handshaking: usize,
     service_connections: usize,
+    service_refusals: ServiceRefusals,
     backend: &'static str,
     started: Instant,
     now: Instant,
@@ -219,6 +223,11 @@ impl View<'_> {
     /// Service connections open now, on every service door.
     pub fn service_connections(&self) -> usize {
         self.service_connections
+    }
+
+    /// Connections turned away at the service doors so far, by reason.
+    pub fn service_refusals(&self) -> ServiceRefusals {
+        self.service_refusals
     }
 
     /// The backend's name (`polling`, `select`).
@@ -296,7 +305,10 @@ impl Engine {
         let _ = stream.set_nodelay(true);
         let mut link = match self.doors.admit_at(door, stream, peer) {
             Ok(Admission::Admit(link)) => link,
-            Ok(Admission::Refuse) => return,
+            Ok(Admission::Refuse) => {
+                self.services.refused.access_list += 1;
+                return;
+            }
             Err(e) => {
                 debug!(sd, %peer, error = %e, "service connection: cannot set it up");
                 return;
@@ -308,6 +320,7 @@ impl Engine {
                 .map_or(&b""[..], |s| s.refusal());
             // Best effort: one write to a fresh socket, whose buffer is empty.
             let _ = link.send(&[io::IoSlice::new(refusal)]);
+            self.services.refused.too_many += 1;
             debug!(sd, %peer, "service door full: turning {peer} away");
             return;
         }
@@ -403,6 +416,7 @@ impl Engine {
             max_clients: self.max_clients,
             handshaking: self.handshaking,
             service_connections,
+            service_refusals: self.services.refused,
             backend: self.services.backend,
             started: self.services.started,
             now: self.now,

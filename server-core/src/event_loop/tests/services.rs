@@ -95,3 +95,62 @@ fn a_service_connection_is_answered_and_never_joins_the_room() {
         "a service connection counted as a client"
     );
 }
+
+/// Refuses everyone, as an access list would refuse a peer.
+struct RefuseAll;
+
+impl Acceptor for RefuseAll {
+    type Link = TcpStream;
+    fn accept(&mut self, _: TcpStream, _: SocketAddr) -> io::Result<Admission<TcpStream>> {
+        Ok(Admission::Refuse)
+    }
+}
+
+/// An engine with one service door (`acceptor`, at most one connection): the engine and the
+/// door's address.
+fn one_service_door<A: Acceptor + 'static>(acceptor: A) -> (Engine, SocketAddr) {
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = service.local_addr().unwrap();
+    let door = Door::new(service, Box::new(acceptor));
+    door.open(0, &mut Scripted::default()).unwrap();
+    let limits = ServiceLimits {
+        max_connections: 1,
+        ..ServiceLimits::default()
+    };
+    let handlers: Vec<Option<Box<dyn Service>>> = vec![Some(Box::new(Counter))];
+    let engine = Engine::new(Config::default(), vec![door], None, None, Instant::now())
+        .with_services(handlers, limits, "scripted");
+    (engine, addr)
+}
+
+/// Connections turned away at a service door are counted by reason: by its acceptor, and past
+/// its connection limit (a service's own answers, a 401 say, are not refusals).
+#[test]
+fn service_door_refusals_are_counted_by_reason() {
+    use crate::service::ServiceRefusals;
+    let (mut engine, addr) = one_service_door(RefuseAll);
+    let mut backend = Scripted::default();
+    let _refused = client(addr);
+    backend.then(&[Token::door(0)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(
+        engine.services.refused,
+        ServiceRefusals {
+            access_list: 1,
+            too_many: 0
+        }
+    );
+
+    let (mut engine, addr) = one_service_door(Patient);
+    let _first = client(addr);
+    let _second = client(addr);
+    backend.then(&[Token::door(0)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(
+        engine.services.refused,
+        ServiceRefusals {
+            access_list: 0,
+            too_many: 1
+        }
+    );
+}
