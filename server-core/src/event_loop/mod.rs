@@ -21,10 +21,12 @@ mod flush;
 mod pacing;
 mod reap;
 mod relay;
+mod service_flush;
 mod services;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod view;
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -44,8 +46,8 @@ pub(crate) use connection::Connection;
 use connection::Doomed;
 use pacing::PaceCounts;
 use services::Services;
-pub use services::View;
 use timers::Timers;
+pub use view::View;
 
 /// The engine's state between turns: the room's connections, its doors and its counters.
 pub(crate) struct Engine {

@@ -14,16 +14,14 @@ use std::time::{Duration, Instant};
 
 use tracing::debug;
 
-use super::connection::Connection;
 use super::relay::is_not_now;
+use super::view::View;
 use super::Engine;
-use crate::backend::{Backend, Events, Interest, Token};
-use crate::config::Config;
-use crate::link::{Admission, Link, UplinkStats};
+use crate::backend::{Backend, Interest, Token};
+use crate::link::{Admission, Link};
 use crate::pool::Pool;
 use crate::queue::OutQueue;
-use crate::service::{ClientFacts, Service, ServiceLimits, ServiceRefusals};
-use crate::summary::Summary;
+use crate::service::{Service, ServiceLimits, ServiceRefusals};
 
 /// The first service connection's token. Chat connections take tokens from 0 up and doors from
 /// the top down; service connections sit in between, where neither can reach.
@@ -32,45 +30,45 @@ pub(super) const SERVICE_BASE: usize = 1 << (usize::BITS - 2);
 /// How long a connection answered with a close (a 431, a 405) is still read, its input thrown
 /// away, after its write side is shut: closing a socket with unread input sends a reset, which
 /// can destroy the answer before the client reads it.
-const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// The service connection `token` names, if it names one.
 pub(super) fn key_of(token: Token) -> Option<Token> {
     (token.0 >= SERVICE_BASE && !token.is_reserved()).then(|| Token(token.0 - SERVICE_BASE))
 }
 
-fn token_of(key: Token) -> Token {
+pub(super) fn token_of(key: Token) -> Token {
     Token(SERVICE_BASE + key.0)
 }
 
 /// One service connection.
-struct ServiceConn {
-    link: Box<dyn Link>,
+pub(super) struct ServiceConn {
+    pub(super) link: Box<dyn Link>,
     /// The door it came in by, whose service answers it.
-    door: usize,
-    sd: u64,
-    peer: SocketAddr,
+    pub(super) door: usize,
+    pub(super) sd: u64,
+    pub(super) peer: SocketAddr,
     /// Bytes received that the service has not consumed yet.
-    input: Vec<u8>,
-    queue: OutQueue,
-    registered: Interest,
+    pub(super) input: Vec<u8>,
+    pub(super) queue: OutQueue,
+    pub(super) registered: Interest,
     /// When its unanswered input began, or (with none) when it last did anything: the request
     /// timeout's or the idle timeout's clock.
-    since: Instant,
+    pub(super) since: Instant,
     /// The service asked to close it once its output is written.
-    closing: bool,
+    pub(super) closing: bool,
     /// Answered and shut for writing: read only to throw input away until the client closes or
     /// [`LINGER`] passes (`since` is when it began).
-    lingering: bool,
-    dirty: bool,
+    pub(super) lingering: bool,
+    pub(super) dirty: bool,
     /// Marked to go, with the reason for the log.
-    cut: Option<&'static str>,
+    pub(super) cut: Option<&'static str>,
 }
 
 impl ServiceConn {
     /// Read while nothing waits to be written (and the service has not said goodbye); write
     /// interest while bytes wait.
-    fn wanted_interest(&self, limits: &ServiceLimits) -> Interest {
+    pub(super) fn wanted_interest(&self, limits: &ServiceLimits) -> Interest {
         if self.lingering {
             return Interest::READABLE;
         }
@@ -83,7 +81,7 @@ impl ServiceConn {
         }
     }
 
-    fn deadline(&self, limits: &ServiceLimits) -> Instant {
+    pub(super) fn deadline(&self, limits: &ServiceLimits) -> Instant {
         if self.lingering {
             self.since + LINGER
         } else if self.input.is_empty() {
@@ -97,20 +95,20 @@ impl ServiceConn {
 /// Every service door's service and connections.
 pub(super) struct Services {
     /// Indexed by door: the service of each service door, `None` for a room door.
-    handlers: Vec<Option<Box<dyn Service>>>,
-    pool: Pool<ServiceConn>,
+    pub(super) handlers: Vec<Option<Box<dyn Service>>>,
+    pub(super) pool: Pool<ServiceConn>,
     /// Open connections per door, for `max_connections` (lingering ones not counted).
-    open: Vec<usize>,
+    pub(super) open: Vec<usize>,
     /// Connections lingering after their last answer, at most `max_connections` in all.
-    lingering: usize,
+    pub(super) lingering: usize,
     /// Connections turned away at the service doors, by reason.
     pub(super) refused: ServiceRefusals,
-    limits: ServiceLimits,
-    dirty: Vec<Token>,
-    doomed: Vec<Token>,
-    backend: &'static str,
-    started: Instant,
-    draining: bool,
+    pub(super) limits: ServiceLimits,
+    pub(super) dirty: Vec<Token>,
+    pub(super) doomed: Vec<Token>,
+    pub(super) backend: &'static str,
+    pub(super) started: Instant,
+    pub(super) draining: bool,
 }
 
 impl Services {
@@ -152,7 +150,7 @@ impl Services {
         self.draining = true;
     }
 
-    fn mark(&mut self, key: Token, why: &'static str) {
+    pub(super) fn mark(&mut self, key: Token, why: &'static str) {
         if let Some(conn) = self.pool.get_mut(key) {
             if conn.cut.is_none() {
                 conn.cut = Some(why);
@@ -161,117 +159,13 @@ impl Services {
         }
     }
 
-    fn mark_dirty(&mut self, key: Token) {
+    pub(super) fn mark_dirty(&mut self, key: Token) {
         if let Some(conn) = self.pool.get_mut(key) {
             if !conn.dirty && conn.cut.is_none() {
                 conn.dirty = true;
                 self.dirty.push(key);
             }
         }
-    }
-}
-
-/// What a [`Service`] may know of the engine when it is called: counters, settings, and the
-/// clients themselves. Cheap to make; the methods that walk the clients
-/// ([`View::pending_bytes`], [`View::clients_facts`]) cost their work only when called.
-pub struct View<'a> {
-    config: &'a Config,
-    summary: &'a Summary,
-    uplink: Option<UplinkStats>,
-    pool: &'a Pool<Connection>,
-    max_clients: usize,
-    handshaking: usize,
-    service_connections: usize,
-    service_refusals: ServiceRefusals,
-    backend: &'static str,
-    started: Instant,
-    now: Instant,
-    draining: bool,
-}
-
-impl View<'_> {
-    /// The run's counters so far (the uplink's are in [`View::uplink`]).
-    pub fn summary(&self) -> &Summary {
-        self.summary
-    }
-
-    /// The uplink's counters, when the room has one.
-    pub fn uplink(&self) -> Option<UplinkStats> {
-        self.uplink
-    }
-
-    /// The settings the engine runs with.
-    pub fn config(&self) -> &Config {
-        self.config
-    }
-
-    /// Clients connected now (handshaking ones included; service connections not).
-    pub fn clients(&self) -> usize {
-        self.pool.len()
-    }
-
-    /// Clients whose link is not established yet (a TLS handshake in progress).
-    pub fn handshaking(&self) -> usize {
-        self.handshaking
-    }
-
-    /// Most clients at once: the configured limit, lowered to what the backend holds.
-    pub fn max_clients(&self) -> usize {
-        self.max_clients
-    }
-
-    /// Service connections open now, on every service door.
-    pub fn service_connections(&self) -> usize {
-        self.service_connections
-    }
-
-    /// Connections turned away at the service doors so far, by reason.
-    pub fn service_refusals(&self) -> ServiceRefusals {
-        self.service_refusals
-    }
-
-    /// The backend's name (`polling`, `select`).
-    pub fn backend(&self) -> &'static str {
-        self.backend
-    }
-
-    /// Time since the engine started.
-    pub fn uptime(&self) -> Duration {
-        self.now.saturating_duration_since(self.started)
-    }
-
-    /// Whether the server is draining (a stop was asked for): it admits no more clients.
-    pub fn draining(&self) -> bool {
-        self.draining
-    }
-
-    /// Bytes queued for all clients now. Walks every client.
-    pub fn pending_bytes(&self) -> u64 {
-        self.pool.iter().map(|(_, c)| c.queue.len() as u64).sum()
-    }
-
-    /// The first `limit` clients, in pool order; walks no further than that.
-    pub fn clients_facts(&self, limit: usize) -> impl Iterator<Item = ClientFacts> + '_ {
-        self.pool.iter().take(limit).map(move |(_, c)| ClientFacts {
-            id: c.id,
-            peer: c.peer,
-            transport: c.link.transport(),
-            member: c.member,
-            connected_for: self.now.saturating_duration_since(c.opened),
-            bytes_in: c.bytes_in,
-            bytes_out: c.bytes_out,
-            pending: c.queue.len(),
-        })
-    }
-}
-
-impl std::fmt::Debug for View<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("View")
-            .field("clients", &self.clients())
-            .field("backend", &self.backend)
-            .field("draining", &self.draining)
-            .finish_non_exhaustive()
     }
 }
 
@@ -400,7 +294,7 @@ impl Engine {
     }
 
     /// Lets the door's service answer what the connection sent, and queues the reply.
-    fn service_answer(&mut self, key: Token) {
+    pub(super) fn service_answer(&mut self, key: Token) {
         let service_connections = self.services.pool.len();
         let Some(conn) = self.services.pool.get_mut(key) else {
             return;
@@ -464,148 +358,5 @@ impl Engine {
         for (key, why) in due {
             self.services.mark(key, why);
         }
-    }
-
-    /// The services' flush: writes what each dirty connection holds, asks the service again for
-    /// input it left (a batch of pipelined requests), sets interest from what remains, and closes
-    /// connections that are done.
-    pub(super) fn flush_services<B: Backend>(&mut self, backend: &mut B) {
-        let mut batch = std::mem::take(&mut self.services.dirty);
-        for key in batch.drain(..) {
-            self.flush_service(key, backend);
-        }
-        if self.services.dirty.is_empty() {
-            self.services.dirty = batch; // keep the allocation
-        }
-        self.reap_services(backend);
-    }
-
-    fn flush_service<B: Backend>(&mut self, key: Token, backend: &mut B) {
-        let limits = self.services.limits;
-        let Some(conn) = self.services.pool.get_mut(key) else {
-            return;
-        };
-        conn.dirty = false;
-        if conn.cut.is_some() {
-            return;
-        }
-        let link = &mut conn.link;
-        let written = conn.queue.write_with(|bufs| link.send(bufs));
-        match written.and_then(|n| link.flush_own().map(|()| n)) {
-            // Progress restarts the idle clock, never the clock of a request still arriving.
-            Ok(n) if n > 0 && conn.input.is_empty() => conn.since = self.now,
-            Ok(_) => {}
-            Err(e) if is_not_now(&e) => {}
-            Err(_) => return self.services.mark(key, "write error"),
-        }
-        if conn.queue.is_empty() && !conn.link.wants_write() {
-            if conn.lingering {
-                return;
-            }
-            if conn.closing {
-                // Its answer is out: end the stream after it, and read what it still sends
-                // until it closes as well (see `LINGER`). A lingering connection no longer
-                // holds a seat; if too many linger already, it is closed at once.
-                if self.services.lingering >= limits.max_connections {
-                    return self.services.mark(key, "answered");
-                }
-                let socket = conn.link.borrowed();
-                if socket2::SockRef::from(&socket)
-                    .shutdown(std::net::Shutdown::Write)
-                    .is_err()
-                {
-                    return self.services.mark(key, "answered");
-                }
-                conn.lingering = true;
-                self.services.lingering += 1;
-                self.services.open[conn.door] -= 1;
-                conn.input.clear();
-                conn.since = self.now;
-            }
-            if conn.link.has_buffered_input() {
-                self.read_again.push(token_of(key)); // read while its reply was written
-            }
-            if !conn.input.is_empty() {
-                // Requests the service left for later: it answers them now, and they are
-                // written on the next turn (write interest is on once they are queued).
-                self.service_answer(key);
-                let Some(again) = self.services.pool.get_mut(key) else {
-                    return;
-                };
-                again.dirty = false;
-                self.services.dirty.retain(|&k| k != key);
-            }
-        }
-        let Some(conn) = self.services.pool.get_mut(key) else {
-            return;
-        };
-        let wanted = conn.wanted_interest(&limits);
-        if wanted != conn.registered {
-            match backend.reregister(conn.link.borrowed(), token_of(key), wanted) {
-                Ok(()) => conn.registered = wanted,
-                Err(_) => self.services.mark(key, "backend error"),
-            }
-        }
-    }
-
-    /// The services' reaper: the one place a service connection is closed.
-    pub(super) fn reap_services<B: Backend>(&mut self, backend: &mut B) {
-        while let Some(key) = self.services.doomed.pop() {
-            let Some(conn) = self.services.pool.remove(key) else {
-                continue;
-            };
-            let _ = backend.deregister(conn.link.borrowed());
-            if conn.lingering {
-                self.services.lingering -= 1;
-            } else {
-                self.services.open[conn.door] -= 1;
-            }
-            let (sd, peer, reason) = (conn.sd, conn.peer, conn.cut.unwrap_or("closed"));
-            drop(conn);
-            debug!(sd, %peer, reason, "service connection on sd {sd} closed: {reason}");
-        }
-    }
-
-    /// During the drain: service doors keep accepting and service connections keep being
-    /// answered (a health check then says the server is draining).
-    pub(super) fn serve_during_drain<B: Backend>(&mut self, events: &Events, backend: &mut B) {
-        for event in events {
-            if let Some(door) = event.token.door_index() {
-                if self.services.serves(door) {
-                    self.doors.note_ready(door);
-                }
-            } else {
-                self.service_event(event.token, event.is_readable(), event.is_writable());
-            }
-        }
-        self.sweep_services();
-        self.reap_services(backend);
-        // Service doors only: the room's stay closed, and an accept pause is not ended here.
-        for index in 0..self.services.handlers.len() {
-            if self.services.serves(index) && self.doors.take_ready(index) {
-                self.accept_burst(index, backend);
-            }
-        }
-        self.flush_services(backend);
-    }
-
-    /// The drain begins: service doors stay open (every door was just paused) and health checks
-    /// learn the server is draining.
-    pub(super) fn keep_services_open<B: Backend>(&mut self, backend: &mut B) {
-        self.services.start_draining();
-        for index in 0..self.services.handlers.len() {
-            if self.services.serves(index) {
-                self.doors
-                    .set_interest_of(index, Interest::READABLE, backend);
-            }
-        }
-    }
-
-    /// Closes every service connection (at the end of the run).
-    pub(super) fn close_services<B: Backend>(&mut self, backend: &mut B) {
-        for key in self.services.pool.tokens() {
-            self.services.mark(key, "server shutdown");
-        }
-        self.reap_services(backend);
     }
 }
