@@ -320,24 +320,53 @@ fn verbose_logs_every_chunk() {
 }
 
 #[test]
+#[cfg_attr(
+    not(unix),
+    ignore = "-q prints no startup line; what says the server is up instead is the service \
+              manager's readiness notice (NOTIFY_SOCKET), which only Unix has"
+)]
 fn quiet_logs_nothing_but_warnings() {
-    // -q: nothing at info, so there is no startup line to wait for: it is up once it accepts.
-    let (mut quiet, port, _) = start_with_retry(Ready::Accepting, |port| {
-        ServerProcess::spawn(bin(), &["-q", port], &[])
-    });
-    let mut clients = join_room(loopback(port), 2);
-    clients[0].write_all(b"q").unwrap();
-    expect_bytes(&mut clients[1], b"q");
-    // On Unix the graceful stop, so its lines are covered too. Windows has no signal a test can
-    // send here (see the signal tests): end the process and check what it printed while serving.
-    if cfg!(unix) {
+    #[cfg(not(unix))]
+    panic!("needs NOTIFY_SOCKET, which only Unix has");
+    #[cfg(unix)]
+    {
+        // -q: nothing at info, so no startup line to wait for: wait for its readiness notice.
+        let notify = relay_tests::NotifySocket::new();
+        let (mut quiet, port) = start_quiet(&notify);
+        let mut clients = join_room(loopback(port), 2);
+        clients[0].write_all(b"q").unwrap();
+        expect_bytes(&mut clients[1], b"q");
+        // The graceful stop, so its lines are covered too.
         quiet.signal("TERM");
-    } else {
-        quiet.kill();
+        let (status, output) = quiet.wait_exit();
+        assert!(status.success(), "{status}: {output}");
+        assert!(output.trim().is_empty(), "-q printed:\n{output}");
     }
-    let (status, output) = quiet.wait_exit();
-    assert!(status.success() || cfg!(not(unix)), "{status}: {output}");
-    assert!(output.trim().is_empty(), "-q printed:\n{output}");
+}
+
+/// `server -q` on a free port, up once it sends `READY=1` to `notify`. A start that loses its
+/// port to another process (it then exits with `cannot listen`, and sends nothing) is tried
+/// again on another port, up to 5 times in all.
+#[cfg(unix)]
+fn start_quiet(notify: &relay_tests::NotifySocket) -> (ServerProcess, u16) {
+    for _ in 0..5 {
+        let port = relay_tests::free_port().expect("a free port");
+        let env = [("NOTIFY_SOCKET", notify.path.as_str())];
+        let mut server = ServerProcess::spawn(bin(), &["-q", &port.to_string()], &env);
+        match notify.try_next() {
+            Ok(notice) if notice.lines().any(|l| l == "READY=1") => return (server, port),
+            Ok(notice) => panic!("a first notice that is not READY=1: {notice:?}"),
+            Err(_) => {
+                server.kill();
+                let (_, output) = server.wait_exit();
+                assert!(
+                    output.contains("cannot listen"),
+                    "no READY=1 and:\n{output}"
+                );
+            }
+        }
+    }
+    panic!("no free port after 5 tries");
 }
 
 #[test]

@@ -6,13 +6,12 @@
 
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 use relay_tests::tls::TempDir;
 use relay_tests::{
-    connect, expect_bytes, expect_closed, join_room, start_on_free_port, start_with_retry, Ready,
-    ServerProcess, TIMEOUT,
+    connect, expect_bytes, expect_closed, join_room, start_on_free_port, start_with_retry,
+    NotifySocket, Ready, ServerProcess, TIMEOUT,
 };
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -22,51 +21,6 @@ fn bin() -> &'static Path {
 
 fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// A notify socket as systemd would make one: a datagram socket the server writes to.
-struct NotifySocket {
-    socket: UnixDatagram,
-    path: String,
-    _dir: TempDir,
-}
-
-impl NotifySocket {
-    fn new() -> NotifySocket {
-        let dir = TempDir::new();
-        let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
-        socket
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("bound the notify reads");
-        NotifySocket {
-            socket,
-            path: path.to_str().expect("a UTF-8 temporary path").to_string(),
-            _dir: dir,
-        }
-    }
-
-    /// The next notice (one datagram, its lines joined by `\n`), or a panic after [`TIMEOUT`].
-    #[track_caller]
-    fn next(&self) -> String {
-        let mut buf = [0u8; 4096];
-        let n = self
-            .socket
-            .recv(&mut buf)
-            .unwrap_or_else(|e| panic!("no notice from the server within {TIMEOUT:?}: {e}"));
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-
-    /// Notices until one has the line `line`; returns that one.
-    #[track_caller]
-    fn until(&self, line: &str) -> String {
-        loop {
-            let notice = self.next();
-            if notice.lines().any(|l| l == line) {
-                return notice;
-            }
-        }
-    }
 }
 
 /// Sends SIGTERM, expects exit 0 and returns the output.

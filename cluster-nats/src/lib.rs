@@ -41,7 +41,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc};
+use std::sync::{mpsc as std_mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -160,11 +160,25 @@ fn node_id() -> String {
 struct Shared {
     published: AtomicU64,
     unpublished: AtomicU64,
+    /// Taken by [`Shared::counted`] after each change of the two counters above, and notified,
+    /// so that [`NatsUplink::wait_stats`] can wait for them without polling.
+    counting: Mutex<()>,
+    counted: Condvar,
     /// Bytes in the outbound channel.
     queued: AtomicUsize,
     /// The bridge pushed a message and woke (or will wake) the event loop; `receive` clears it
     /// when it finds the channel empty.
     wake_pending: AtomicBool,
+}
+
+impl Shared {
+    /// Adds one to `counter` (`published` or `unpublished`) and wakes whoever waits on the
+    /// counters. The lock, taken after the change, is what makes the waiter see it.
+    fn count(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        drop(self.counting.lock().unwrap_or_else(PoisonError::into_inner));
+        self.counted.notify_all();
+    }
 }
 
 /// The room shared through NATS. Made by [`NatsUplink::start`]; the server calls it.
@@ -266,6 +280,37 @@ impl NatsUplink {
         }
     }
 
+    /// Waits until the counters satisfy `done`, at most `within`: they change on the bridge's
+    /// own thread, and each change wakes this wait. `None` if they did not in time.
+    pub fn wait_stats(
+        &self,
+        within: Duration,
+        done: impl Fn(UplinkStats) -> bool,
+    ) -> Option<UplinkStats> {
+        let deadline = Instant::now() + within;
+        let mut guard = self
+            .shared
+            .counting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let stats = self.stats();
+            if done(stats) {
+                return Some(stats);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            guard = self
+                .shared
+                .counted
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
     /// This node's id: the last token of the subject it publishes on.
     pub fn node(&self) -> &str {
         &self.node
@@ -305,7 +350,7 @@ impl Uplink for NatsUplink {
                 }
             }
         }
-        self.shared.unpublished.fetch_add(1, Ordering::Relaxed);
+        self.shared.count(&self.shared.unpublished);
         let dropped = self.full_drops.get_or_insert_with(|| {
             warn!(
                 queued,
@@ -516,7 +561,7 @@ impl Publisher {
             let len = payload.len();
             match self.client.publish(self.subject.clone(), payload).await {
                 Ok(()) => {
-                    self.shared.published.fetch_add(1, Ordering::Relaxed);
+                    self.shared.count(&self.shared.published);
                     if let Some((since, dropped)) = self.outage.take() {
                         info!(
                             dropped,
@@ -527,7 +572,7 @@ impl Publisher {
                     }
                 }
                 Err(e) => {
-                    self.shared.unpublished.fetch_add(1, Ordering::Relaxed);
+                    self.shared.count(&self.shared.unpublished);
                     warn!(error = %e, bytes = len, "a message was not published: {e}");
                 }
             }
@@ -536,7 +581,7 @@ impl Publisher {
 
     /// Counts a message dropped while NATS is unreachable; the first of an outage is logged.
     fn dropped(&mut self) {
-        self.shared.unpublished.fetch_add(1, Ordering::Relaxed);
+        self.shared.count(&self.shared.unpublished);
         let (_, dropped) = self.outage.get_or_insert_with(|| {
             warn!(
                 "NATS is unreachable: messages from local clients are not published (and are \

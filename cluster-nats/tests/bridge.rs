@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster_nats::{NatsUplink, Options};
-use relay_tests::{free_port, nats_server, wait_until, NatsServer, TIMEOUT};
+use relay_tests::{free_port, nats_server, NatsServer, TIMEOUT};
 use server_core::{Uplink, UplinkStats, Wake};
 
 /// A waker that counts its wake-ups, so a test can wait for the next one.
@@ -83,14 +83,13 @@ impl Node {
             .expect("a message from another node within the timeout")
     }
 
-    /// Waits until the counters satisfy `done` (the bridge counts on its own thread, which
-    /// signals no change: checked with [`wait_until`]'s back-off).
+    /// Waits until the counters satisfy `done` (the bridge counts on its own thread and wakes
+    /// this wait at each change), or panics after [`TIMEOUT`].
     #[track_caller]
     fn wait_stats(&self, done: impl Fn(UplinkStats) -> bool) -> UplinkStats {
-        wait_until("the uplink's counters", || {
-            let stats = self.uplink.stats();
-            done(stats).then_some(stats)
-        })
+        self.uplink
+            .wait_stats(TIMEOUT, done)
+            .unwrap_or_else(|| panic!("the uplink's counters: {:?}", self.uplink.stats()))
     }
 }
 

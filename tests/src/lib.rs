@@ -6,6 +6,7 @@
 //! - [`in_process`]: the engine on a thread of its own, per backend;
 //! - [`process`]: the `server` binary as a child process, started on a free port;
 //! - [`nats`]: a real `nats-server` for the cluster tests;
+//! - `notify` (Unix): a notify socket, to wait for a server's readiness notice;
 //! - [`tls`]: certificates made at run time and a blocking TLS client.
 //!
 //! The byte pattern and its checker live in the `relay-pattern` crate (re-exported here), which
@@ -14,13 +15,14 @@
 //! Every wait here is bounded by [`TIMEOUT`] and none sleeps for a fixed time: tests wait for a
 //! condition (bytes, a log line, a process exit), never for time to pass.
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub mod http;
 pub mod in_process;
 pub mod logs;
 pub mod nats;
+#[cfg(unix)]
+pub mod notify;
 pub mod process;
 pub mod sockets;
 pub mod tls;
@@ -29,33 +31,15 @@ pub use http::{http_connect, http_get, http_get_with, read_response, HttpRespons
 pub use in_process::TestServer;
 pub use logs::{count_lines, Logs};
 pub use nats::{nats_server, nats_server_binary, NatsServer};
+#[cfg(unix)]
+pub use notify::NotifySocket;
 pub use process::{start_on_free_port, start_with_retry, Ready, ServerProcess};
 pub use relay_pattern::{free_port, is_retry, Demux, Pattern};
 pub use sockets::{
-    connect, connect_when_listening, expect_bytes, expect_closed, join_room, loopback_listener,
-    raise_fd_limit, read_exactly, read_until_closed, receive_pattern, set_linger_zero, sync_room,
-    Socketed,
+    connect, expect_bytes, expect_closed, join_room, loopback_listener, raise_fd_limit,
+    read_exactly, read_until_closed, receive_pattern, set_linger_zero, sync_room, Socketed,
 };
 
 /// The bound on every wait. Generous, because CI machines are slow and loaded; a healthy run
 /// never comes near it.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Checks `done` until it returns `Some`, or panics naming `what` after [`TIMEOUT`]. For state
-/// that gives no notification (a counter another thread bumps, a port not yet listening): the
-/// checks back off from 1 ms to 50 ms, so the wait costs almost no CPU on a busy machine and
-/// still notices the change within 50 ms. The pause paces the checks; it is never what the test
-/// relies on.
-#[track_caller]
-pub fn wait_until<T>(what: &str, mut done: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + TIMEOUT;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(value) = done() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {TIMEOUT:?}");
-        thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}

@@ -1,8 +1,7 @@
 //! The `server` binary (or any other program) as a child process, its output collected line by
 //! line, started on a free port with a retry when another process takes the port first.
 
-use std::io::{self, BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -12,7 +11,7 @@ use wait_timeout::ChildExt;
 
 use relay_pattern::{free_port, ChildGuard};
 
-use crate::{wait_until, TIMEOUT};
+use crate::TIMEOUT;
 
 /// The `server` binary running as a child process, with its stderr collected line by line.
 #[derive(Debug)]
@@ -77,23 +76,6 @@ impl ServerProcess {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// Waits until 127.0.0.1:`port` accepts a connection (true; the probe connection is closed
-    /// at once) or the process exits (false), bounded by [`TIMEOUT`].
-    #[track_caller]
-    pub fn wait_accepting(&mut self, port: u16) -> bool {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        wait_until(&format!("the server accepting on {addr}"), || {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return Some(false);
-            }
-            match TcpStream::connect_timeout(&addr, TIMEOUT) {
-                Ok(_) => Some(true),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => None,
-                Err(e) => panic!("connect to {addr}: {e}"),
-            }
-        })
     }
 
     /// Waits for an output line containing `needle`; `None` if the output ends or [`TIMEOUT`]
@@ -229,8 +211,6 @@ pub fn start_on_free_port(bin: &Path, args: &[&str]) -> (ServerProcess, u16, Str
 pub enum Ready {
     /// It prints a line containing this.
     Line(&'static str),
-    /// It prints nothing (`server -q`): it is up once 127.0.0.1:PORT accepts a connection.
-    Accepting,
 }
 
 /// Starts the process `spawn` makes for a port (given as its argument text) on a free port, and
@@ -247,7 +227,6 @@ pub fn start_with_retry(
         let mut server = spawn(&port.to_string());
         let line = match ready {
             Ready::Line(needle) => server.wait_for_line(needle).map(Some),
-            Ready::Accepting => server.wait_accepting(port).then_some(None),
         };
         if let Some(line) = line {
             return (server, port, line);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use relay_pattern::Demux;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::{wait_until, TIMEOUT};
+use crate::TIMEOUT;
 
 /// Raises this process's soft descriptor limit to the hard limit (once), for tests that open
 /// thousands of sockets. A no-op where there is no such limit.
@@ -36,22 +36,6 @@ pub fn connect(addr: SocketAddr) -> TcpStream {
         .expect("set_write_timeout");
     stream.set_nodelay(true).expect("set_nodelay");
     stream
-}
-
-/// Like [`connect`], for a server that may still be starting: connection refusals are retried
-/// (see [`wait_until`]) until [`TIMEOUT`]. For processes that print no readiness line
-/// (`server -q`).
-#[track_caller]
-pub fn connect_when_listening(addr: SocketAddr) -> TcpStream {
-    wait_until(
-        &format!("a listener on {addr}"),
-        || match TcpStream::connect_timeout(&addr, TIMEOUT) {
-            Ok(_probe) => Some(()),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => None,
-            Err(e) => panic!("connect to {addr}: {e}"),
-        },
-    );
-    connect(addr)
 }
 
 /// A client stream the helpers can read with a deadline: plain TCP, or TLS over it.
