@@ -17,6 +17,9 @@ use crate::TIMEOUT;
 #[derive(Debug)]
 pub struct ServerProcess {
     child: ChildGuard,
+    /// How to start it again: see [`ServerProcess::restart_if_never_started`].
+    command: (std::path::PathBuf, Vec<String>, Vec<(String, String)>),
+    restarted: bool,
     lines: Receiver<String>,
     /// Every stderr line so far, in order.
     pub seen: Vec<String>,
@@ -26,6 +29,24 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Runs `bin` with `args`, stdout and stderr piped.
     pub fn spawn(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> ServerProcess {
+        let (child, lines) = Self::start(bin, args, envs);
+        ServerProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+            closed: false,
+            command: (
+                bin.to_path_buf(),
+                args.iter().map(|a| a.to_string()).collect(),
+                envs.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            restarted: false,
+        }
+    }
+
+    fn start(bin: &Path, args: &[&str], envs: &[(&str, &str)]) -> (ChildGuard, Receiver<String>) {
         let mut command = Command::new(bin);
         command
             .args(args)
@@ -65,12 +86,35 @@ impl ServerProcess {
                 }
             });
         }
-        ServerProcess {
-            child,
-            lines,
-            seen: Vec::new(),
-            closed: false,
+        (child, lines)
+    }
+
+    /// Wine now and then fails to start a Windows program at all when many start at once: the
+    /// loader exits with STATUS_DLL_INIT_FAILED (0xC0000142) before any of our code runs (seen
+    /// once in CI, 2026-12-01). Our program never exits with that code, so when the output
+    /// closed with nothing printed and that was the status, start it once more (and say so).
+    /// Returns whether it did. Always `false` on other platforms.
+    fn restart_if_never_started(&mut self) -> bool {
+        const STATUS_DLL_INIT_FAILED: i32 = 0xC000_0142_u32 as i32;
+        if !cfg!(windows) || self.restarted || !self.seen.is_empty() {
+            return false;
         }
+        let Ok(Some(status)) = self.child.wait_timeout(TIMEOUT) else {
+            return false;
+        };
+        if status.code() != Some(STATUS_DLL_INIT_FAILED) {
+            return false;
+        }
+        eprintln!("the process never started (STATUS_DLL_INIT_FAILED); starting it again");
+        let (bin, args, envs) = &self.command;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (child, lines) = Self::start(bin, &args, &envs);
+        self.child = child;
+        self.lines = lines;
+        self.closed = false;
+        self.restarted = true;
+        true
     }
 
     /// The child's process id.
@@ -95,7 +139,9 @@ impl ServerProcess {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed = !self.restart_if_never_started();
+                }
             }
         }
         None
@@ -120,7 +166,9 @@ impl ServerProcess {
                     self.seen.push(line);
                 }
                 Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed = !self.restart_if_never_started();
+                }
             }
         }
         count
@@ -135,7 +183,9 @@ impl ServerProcess {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.closed = !self.restart_if_never_started();
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.child.kill_and_reap();
                     panic!(
