@@ -40,7 +40,7 @@ pub(crate) fn features() -> String {
 
 /// Options that only make sense with others: the option, the options it needs, and what the
 /// user reads when one is missing. Handed to clap as `requires`; the message names the option.
-const NEEDS: [(&str, &[&str], &str); 11] = [
+const NEEDS: [(&str, &[&str], &str); 15] = [
     ("tls_cert", &["tls_key"], "--tls-cert needs --tls-key"),
     ("tls_key", &["tls_cert"], "--tls-key needs --tls-cert"),
     (
@@ -80,6 +80,14 @@ const NEEDS: [(&str, &[&str], &str); 11] = [
         &["http", "tls_cert"],
         "--http-tls needs --http ADDR and --tls-cert",
     ),
+    ("no_web", &["http"], "--no-web needs --http ADDR"),
+    ("ws_origin", &["http"], "--ws-origin needs --http ADDR"),
+    (
+        "ws_max_message",
+        &["http"],
+        "--ws-max-message needs --http ADDR",
+    ),
+    ("ws_ping", &["http"], "--ws-ping needs --http ADDR"),
 ];
 
 const EXAMPLES: &str = "\
@@ -375,7 +383,7 @@ fn given(matches: &ArgMatches, id: &str) -> bool {
 }
 
 /// `16MiB`, `512k`, `1G`, `4096`: binary units, case-insensitive, optional `B`/`iB`.
-fn parse_size(text: &str) -> Result<usize, String> {
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     match parse_size_or_zero(text)? {
         0 => Err("must be at least 1 byte".into()),
         bytes => Ok(bytes),
@@ -412,7 +420,7 @@ pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
 }
 
 /// Seconds, whole or fractional: `10`, `0.5`, `0`.
-fn parse_secs(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .trim()
         .parse()

@@ -1,17 +1,18 @@
 //! `--http ADDR` and its options: the operator's window (`/healthz`, `/metrics`, `/stats`,
-//! `/clients`), a service door in the same event loop as the chat port. Plain HTTP whatever the
-//! chat port speaks, so health probes and scrapers need no client certificate; `--allow` and
-//! `--deny` apply to it as to the chat port.
+//! `/clients`) and the browsers' door (the chat page at `/`, WebSocket clients at `/ws`), a
+//! service door in the same event loop as the chat port. Plain HTTP whatever the chat port
+//! speaks, so health probes and scrapers need no client certificate; `--allow` and `--deny`
+//! apply to it as to the chat port.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use relay_http::{BuildInfo, HttpOptions, HttpService};
-use server_core::ServiceLimits;
+use relay_http::{BuildInfo, HttpOptions, HttpService, WebOptions, WsLimits};
+use server_core::{Config, ServiceLimits};
 use tracing::warn;
 
-use crate::args::parse_interval;
+use crate::args::{parse_interval, parse_secs, parse_size};
 use crate::describe;
 use crate::listen::Passed;
 use crate::reload::{HttpReload, SharedDoor};
@@ -25,7 +26,8 @@ const MAX_HEAD: usize = 8 * 1024;
 pub(crate) struct HttpArgs {
     /// Serve health, metrics and statistics over HTTP on ADDR (e.g. 127.0.0.1:8222; a bare port
     /// means 127.0.0.1, since only --http-token-file protects it): GET /healthz, /metrics
-    /// (Prometheus), /stats and /clients (JSON). Off by default.
+    /// (Prometheus), /stats and /clients (JSON); and a chat page at / whose WebSocket (/ws)
+    /// joins the room. Off by default.
     #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
     pub(crate) http: Option<SocketAddr>,
 
@@ -51,6 +53,38 @@ pub(crate) struct HttpArgs {
     /// for client certificates, even with --tls-client-ca). Default: plain HTTP.
     #[arg(long)]
     http_tls: bool,
+
+    /// With --http: no chat page and no WebSocket door (/ and /ws answer 404); only the
+    /// operator's endpoints.
+    #[arg(long)]
+    no_web: bool,
+
+    /// With --http: a web origin (e.g. https://chat.example.org) whose pages may open /ws
+    /// besides the built-in page's own; repeat for more; `*` allows any. Clients that send no
+    /// Origin (not browsers) are always let in.
+    #[arg(long, value_name = "ORIGIN")]
+    ws_origin: Vec<String>,
+
+    /// With --http: most bytes in one message from a web client (fragments together); a larger
+    /// one closes it with code 1009. At most 64KiB - 1, the engine's read buffer.
+    #[arg(long, value_name = "BYTES", default_value = "65535", value_parser = parse_ws_max_message)]
+    ws_max_message: usize,
+
+    /// With --http: ping web clients this often, and cut one that sent nothing at all (no pong,
+    /// no message) by the next ping as idle. 0: never ping.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_secs)]
+    ws_ping: Duration,
+}
+
+/// `--ws-max-message`: a size that fits the engine's read buffer, with a byte kept for the
+/// newline line mode adds.
+fn parse_ws_max_message(text: &str) -> Result<usize, String> {
+    let bytes = parse_size(text)?;
+    let most = Config::default().read_buffer - 1;
+    if bytes > most {
+        return Err(format!("must be at most {most} bytes (64KiB - 1)"));
+    }
+    Ok(bytes)
 }
 
 /// A bare port (`8222`: on 127.0.0.1) or an address with a port (`0.0.0.0:8222`, `[::1]:8222`).
@@ -128,6 +162,14 @@ impl HttpArgs {
                 version: env!("CARGO_PKG_VERSION"),
                 features: crate::args::features(),
             },
+            web: (!self.no_web).then(|| WebOptions {
+                origins: self.ws_origin.clone(),
+                tls: self.http_tls,
+                limits: WsLimits {
+                    max_message: self.ws_max_message,
+                    ping_every: (!self.ws_ping.is_zero()).then_some(self.ws_ping),
+                },
+            }),
         });
         let limits = ServiceLimits {
             max_connections: self.http_max_connections as usize,
@@ -153,6 +195,15 @@ impl HttpArgs {
             None => "no token",
         };
         (scheme, token)
+    }
+
+    /// The web side's paths for the startup line, or nothing with --no-web.
+    pub(crate) fn web_paths(&self) -> &'static str {
+        if self.no_web {
+            ""
+        } else {
+            ", chat page / with WebSocket /ws"
+        }
     }
 
     /// What SIGHUP rebuilds for this door.

@@ -148,7 +148,8 @@ fn serve<B: Backend>(args: &Args, make_backend: fn() -> io::Result<B>) -> Result
         let (scheme, token) = args.http.describe();
         let (addr, max) = (http.addr, http.limits.max_connections);
         let how = if http.inherited { "inherited; " } else { "" };
-        info!(address = %addr, inherited = http.inherited, "{scheme} on {addr}: /healthz /metrics /stats /clients ({how}{token}; at most {max} connections)");
+        let web = args.http.web_paths();
+        info!(address = %addr, inherited = http.inherited, "{scheme} on {addr}: /healthz /metrics /stats /clients{web} ({how}{token}; at most {max} connections)");
         relay = relay
             .service_door(http.listener, http.acceptor, http.service)
             .service_limits(http.limits);

@@ -8,6 +8,8 @@
 //! | `/metrics` | Prometheus text exposition (format 0.0.4) |
 //! | `/stats` | the same facts as JSON, with the uptime and the configured limits |
 //! | `/clients?limit=N` | one JSON object per client, the first N (default 100) |
+//! | `/`, `/chat.js`, `/chat.css` | the chat page (with [`HttpOptions::web`]); never needs the token |
+//! | `/ws` | a WebSocket upgrade: the client joins the room ([`ws`]); never needs the token |
 //!
 //! `GET` and `HEAD` on every path; another method is 405, an unknown path 404, a head over
 //! [`HttpOptions::max_head`] 431, anything not HTTP/1.x 400. Keep-alive as the version and the
@@ -17,8 +19,15 @@
 
 pub mod render;
 pub mod request;
+pub mod web;
+pub mod ws;
 
-use server_core::{Answer, Service, View};
+use std::io;
+
+use server_core::{Answer, Link, Service, View};
+
+pub use crate::web::WebOptions;
+pub use crate::ws::{WsLimits, WsLink};
 
 use crate::request::{parse, query_value, Parsed, Request};
 
@@ -47,6 +56,27 @@ pub struct HttpOptions {
     pub max_head: usize,
     /// What the build is.
     pub build: BuildInfo,
+    /// The chat page and the WebSocket door; `None`: the operator's endpoints only.
+    pub web: Option<WebOptions>,
+}
+
+/// What becomes of a connection after one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Keep,
+    Close,
+    /// Upgraded to a WebSocket: it joins the room.
+    Join,
+}
+
+impl Next {
+    fn keep(keep: bool) -> Next {
+        if keep {
+            Next::Keep
+        } else {
+            Next::Close
+        }
+    }
 }
 
 /// The operator's window; see the crate's documentation.
@@ -76,8 +106,8 @@ impl HttpService {
                 == 0
     }
 
-    /// Answers one complete request into `out`; returns whether the connection stays open.
-    fn respond(&self, request: &Request<'_>, view: &View<'_>, out: &mut Vec<u8>) -> bool {
+    /// Answers one complete request into `out`; says what becomes of the connection.
+    fn respond(&self, request: &Request<'_>, view: &View<'_>, out: &mut Vec<u8>) -> Next {
         let head_only = request.method == "HEAD";
         let keep = request.keep_alive && !request.has_body;
         let mut reply = Reply {
@@ -89,7 +119,25 @@ impl HttpService {
         if request.method != "GET" && !head_only {
             reply.keep = false; // its body, if any, is not read
             reply.send(405, "Allow: GET, HEAD\r\n", TEXT, b"only GET and HEAD\n");
-            return false;
+            return Next::Close;
+        }
+        if let Some(web) = &self.options.web {
+            if let Some((content_type, body)) = web::page(request.path) {
+                reply.send(200, web::PAGE_HEADERS, content_type, body);
+                return Next::keep(keep);
+            }
+            if request.path == "/ws" {
+                return match web::check_upgrade(request, view, web) {
+                    Ok(accept) => {
+                        web::switching(&accept, reply.out);
+                        Next::Join
+                    }
+                    Err((status, extra, body)) => {
+                        reply.send(status, extra, TEXT, body);
+                        Next::keep(keep)
+                    }
+                };
+            }
         }
         let known = matches!(
             request.path,
@@ -97,19 +145,19 @@ impl HttpService {
         );
         if !known {
             reply.send(404, "", TEXT, b"not found\n");
-            return keep;
+            return Next::keep(keep);
         }
         if request.path == "/healthz" {
             match view.draining() {
                 false => reply.send(200, "", TEXT, b"ok\n"),
                 true => reply.send(503, "", TEXT, b"draining\n"),
             }
-            return keep;
+            return Next::keep(keep);
         }
         if !self.authorized(request) {
             let challenge = "WWW-Authenticate: Bearer realm=\"relay\"\r\n";
             reply.send(401, challenge, TEXT, b"a bearer token is required\n");
-            return keep;
+            return Next::keep(keep);
         }
         let build = &self.options.build;
         match request.path {
@@ -128,7 +176,7 @@ impl HttpService {
                 Some(Err(_)) => reply.send(400, "", TEXT, b"limit must be a whole number\n"),
             },
         }
-        keep
+        Next::keep(keep)
     }
 }
 
@@ -152,7 +200,9 @@ impl Reply<'_> {
             200 => "OK",
             400 => "Bad Request",
             401 => "Unauthorized",
+            403 => "Forbidden",
             404 => "Not Found",
+            426 => "Upgrade Required",
             405 => "Method Not Allowed",
             431 => "Request Header Fields Too Large",
             _ => "Service Unavailable",
@@ -196,6 +246,7 @@ impl Service for HttpService {
                     return Answer {
                         consumed: input.len(),
                         close: true,
+                        join: false,
                     };
                 }
                 Parsed::Malformed => {
@@ -203,15 +254,28 @@ impl Service for HttpService {
                     return Answer {
                         consumed: input.len(),
                         close: true,
+                        join: false,
                     };
                 }
                 Parsed::Complete { len, request } => {
                     consumed += len;
-                    if !self.respond(&request, view, out) {
-                        return Answer {
-                            consumed: input.len(),
-                            close: true,
-                        };
+                    match self.respond(&request, view, out) {
+                        Next::Keep => {}
+                        Next::Close => {
+                            return Answer {
+                                consumed: input.len(),
+                                close: true,
+                                join: false,
+                            }
+                        }
+                        // What follows the upgrade request is the client's first frames.
+                        Next::Join => {
+                            return Answer {
+                                consumed,
+                                close: false,
+                                join: true,
+                            }
+                        }
                     }
                 }
             }
@@ -219,7 +283,20 @@ impl Service for HttpService {
         Answer {
             consumed,
             close: false,
+            join: false,
         }
+    }
+
+    fn join(
+        &mut self,
+        link: Box<dyn Link>,
+        input: Vec<u8>,
+        reply: Vec<u8>,
+    ) -> io::Result<Box<dyn Link>> {
+        let Some(web) = &self.options.web else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "no web side"));
+        };
+        Ok(Box::new(WsLink::new(link, input, reply, web.limits)))
     }
 
     fn refusal(&self) -> &[u8] {

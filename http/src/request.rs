@@ -22,6 +22,25 @@ pub struct Request<'a> {
     /// It announces a body (`Content-Length` over 0, or `Transfer-Encoding`). No endpoint takes
     /// one, so the connection is closed after the reply instead of reading it.
     pub has_body: bool,
+    /// What a WebSocket upgrade needs, when it asks for one.
+    pub upgrade: Upgrade<'a>,
+}
+
+/// The headers of a WebSocket opening handshake (RFC 6455, 4.2.1), as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upgrade<'a> {
+    /// `Upgrade` lists `websocket`.
+    pub websocket: bool,
+    /// `Connection` lists `upgrade`.
+    pub connection_upgrade: bool,
+    /// `Sec-WebSocket-Key`.
+    pub key: Option<&'a [u8]>,
+    /// `Sec-WebSocket-Version`.
+    pub version: Option<&'a [u8]>,
+    /// `Origin` (browsers always send it).
+    pub origin: Option<&'a [u8]>,
+    /// `Host`.
+    pub host: Option<&'a [u8]>,
 }
 
 /// What the bytes at the front of the input are.
@@ -61,14 +80,30 @@ pub fn parse(input: &[u8], max_head: usize) -> Parsed<'_> {
     let http11 = version == 1;
     let (mut close, mut keep) = (false, false);
     let (mut authorization, mut has_body) = (None, false);
+    let mut upgrade = Upgrade::default();
     for header in req.headers.iter() {
         let name = header.name;
+        let value = header.value.trim_ascii();
         if name.eq_ignore_ascii_case("connection") {
             for token in header.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep |= token.eq_ignore_ascii_case(b"keep-alive");
+                upgrade.connection_upgrade |= token.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade.websocket |= header
+                .value
+                .split(|&b| b == b',')
+                .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+        } else if name.eq_ignore_ascii_case("sec-websocket-key") {
+            upgrade.key = Some(value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-version") {
+            upgrade.version = Some(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            upgrade.origin = Some(value);
+        } else if name.eq_ignore_ascii_case("host") {
+            upgrade.host = Some(value);
         } else if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(header.value);
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -88,6 +123,7 @@ pub fn parse(input: &[u8], max_head: usize) -> Parsed<'_> {
             keep_alive: !close && (http11 || keep),
             authorization,
             has_body,
+            upgrade,
         },
     }
 }

@@ -17,6 +17,7 @@
 use std::fmt;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
 use crate::backend::AsBorrowedSocket;
 
@@ -87,6 +88,23 @@ pub trait Link: AsBorrowedSocket {
     /// How the room's messages are put on this link's wire. Read once, when the link is admitted.
     fn encoding(&self) -> Encoding {
         Encoding::IDENTITY
+    }
+
+    /// How often the engine calls [`Link::heartbeat`] once the link is in the room; `None` (the
+    /// default): never. Read once, when the link is admitted.
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A liveness check of the link's own (a WebSocket ping): called about every
+    /// [`Link::heartbeat_interval`]. It may put a probe among its own bytes (the engine then
+    /// flushes them), and fails when the peer showed no sign of life since the last call.
+    ///
+    /// # Errors
+    ///
+    /// The peer is gone (`TimedOut`); the engine cuts it as idle.
+    fn heartbeat(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -239,7 +257,6 @@ pub trait Uplink {
 mod tests {
     use super::*;
     use std::net::TcpListener;
-    use std::time::Duration;
 
     #[test]
     fn plain_tcp_is_a_link_that_holds_nothing() {

@@ -9,8 +9,11 @@
 //! engine's per-turn work for services is proportional to the number of service connections
 //! (at most [`ServiceLimits::max_connections`]), never to the number of clients.
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use crate::link::Link;
 
 pub use crate::event_loop::View;
 #[cfg(doc)]
@@ -34,6 +37,29 @@ pub trait Service {
     fn refusal(&self) -> &[u8] {
         b""
     }
+
+    /// Turns a connection whose [`Answer::join`] was set into a room member's link: `link` is
+    /// the connection's link as its door's acceptor made it (plain TCP, or TLS), `input` what it
+    /// sent after the consumed bytes, `reply` what the service answered and is not yet written
+    /// (the new link writes it before anything else). The engine then admits the returned link
+    /// to the room as if it had come in by a room door (`max_clients`, `max_per_address` and the
+    /// slow-consumer rules apply).
+    ///
+    /// # Errors
+    ///
+    /// The connection cannot become a member; it is closed. The default refuses every join.
+    fn join(
+        &mut self,
+        link: Box<dyn Link>,
+        input: Vec<u8>,
+        reply: Vec<u8>,
+    ) -> io::Result<Box<dyn Link>> {
+        let _ = (link, input, reply);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this service does not hand connections to the room",
+        ))
+    }
 }
 
 /// What one [`Service::answer`] call did.
@@ -43,6 +69,10 @@ pub struct Answer {
     pub consumed: usize,
     /// Close the connection once its output is written; nothing more is read from it.
     pub close: bool,
+    /// Hand the connection to the room (a WebSocket upgrade): nothing more is read from it as a
+    /// service connection, and the engine passes it with the unconsumed input and this call's
+    /// reply to [`Service::join`] in the same turn.
+    pub join: bool,
 }
 
 /// The bounds every service connection lives within.

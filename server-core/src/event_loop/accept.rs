@@ -9,9 +9,10 @@ use tracing::{debug, info, warn};
 
 use super::connection::Connection;
 use super::Engine;
-use crate::backend::{AsBorrowedSocket, Backend, Interest, Token};
+use crate::backend::{AsBorrowedSocket, Backend, BorrowedSocket, Interest, Token};
+use crate::config::Config;
 use crate::fair::{address_key, Bucket, Seats};
-use crate::link::{Admission, AnyAcceptor};
+use crate::link::{Admission, AnyAcceptor, Link};
 use crate::pace::Standing;
 use crate::policy::{self, Progress};
 use crate::queue::OutQueue;
@@ -130,7 +131,7 @@ impl Doors {
         index: usize,
         stream: TcpStream,
         peer: SocketAddr,
-    ) -> io::Result<Admission<Box<dyn crate::link::Link>>> {
+    ) -> io::Result<Admission<Box<dyn Link>>> {
         self.doors[index].acceptor.admit(stream, peer)
     }
 
@@ -253,7 +254,7 @@ impl Engine {
         self.doors.spare.is_some()
     }
 
-    /// Sets one accepted stream up, lets its door's acceptor admit it, and registers it.
+    /// Sets one accepted stream up, lets its door's acceptor admit it, and seats it.
     fn add<B: Backend>(
         &mut self,
         door: usize,
@@ -264,35 +265,10 @@ impl Engine {
         let Some((peer, sd)) = prepare(&stream, peer) else {
             return;
         };
-        let address = address_key(peer.ip());
-        if let Some(max) = self.config.max_per_address {
-            let taken = self.doors.seats.taken(address);
-            if taken >= max {
-                self.summary.refused_per_address += 1;
-                warn!(
-                    sd, %peer, %address, taken, max_per_address = max,
-                    "too many clients from {address}: refusing sd {sd} from {peer} ({taken} \
-                     connected, the limit is {max})"
-                );
-                return;
-            }
+        if !self.has_seat_for(peer, sd) {
+            return;
         }
-        // Relayed chunks are already batched per turn; Nagle would only add latency.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(sd, error = %e, "TCP_NODELAY not set");
-        }
-        if let Some(size) = self.config.send_buffer {
-            if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(size) {
-                debug!(sd, error = %e, "SO_SNDBUF not set");
-            }
-        }
-        // A peer that vanishes (power cut, NAT timeout) sends no FIN; keepalive probes find it.
-        if let Some(idle) = self.config.keepalive {
-            let keepalive = socket2::TcpKeepalive::new().with_time(idle);
-            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
-                debug!(sd, error = %e, "TCP keepalive not set");
-            }
-        }
+        tune(stream.borrowed(), &self.config, sd);
         if let Some(refused) = self.doors.out_of_fds.take() {
             info!(
                 refused,
@@ -310,14 +286,51 @@ impl Engine {
                 return;
             }
         };
+        self.seat(link, peer, sd, backend);
+    }
+
+    /// Whether `peer`'s address has a seat left under `max_per_address`; logs and counts the
+    /// refusal when it has not (the caller drops the connection).
+    pub(super) fn has_seat_for(&mut self, peer: SocketAddr, sd: u64) -> bool {
+        let Some(max) = self.config.max_per_address else {
+            return true;
+        };
+        let address = address_key(peer.ip());
+        let taken = self.doors.seats.taken(address);
+        if taken < max {
+            return true;
+        }
+        self.summary.refused_per_address += 1;
+        warn!(
+            sd, %peer, %address, taken, max_per_address = max,
+            "too many clients from {address}: refusing sd {sd} from {peer} ({taken} \
+             connected, the limit is {max})"
+        );
+        false
+    }
+
+    /// Registers an admitted link as a client: a member at once, or once its handshake ends.
+    pub(super) fn seat<B: Backend>(
+        &mut self,
+        link: Box<dyn Link>,
+        peer: SocketAddr,
+        sd: u64,
+        backend: &mut B,
+    ) {
+        let address = address_key(peer.ip());
         let id = self.last_id + 1;
         let member = link.is_established();
         let now = self.now;
+        let heartbeat = link.heartbeat_interval();
+        // A link handed over from a service door may hold input read before it joined.
+        let buffered = link.has_buffered_input();
+        let writing = link.wants_write();
         let inserted = self.pool.insert_with(|token| {
             backend.register(link.borrowed(), token, Interest::READABLE)?;
             Ok(Connection {
                 delimiting: link.delimiting(),
                 encoding: link.encoding(),
+                beat: link.heartbeat_interval().map(|every| (every, now + every)),
                 link,
                 sd,
                 id,
@@ -346,6 +359,16 @@ impl Engine {
             Ok(token) => {
                 self.last_id = id;
                 self.doors.seats.take(address);
+                if buffered {
+                    self.read_again.push(token);
+                }
+                if writing {
+                    self.mark_dirty(token); // its own first bytes (a handshake's answer)
+                }
+                if let Some(every) = heartbeat {
+                    self.heartbeats += 1;
+                    self.timers.sweep_within(now, every);
+                }
                 if let Some(t) = self.config.idle_timeout {
                     self.timers
                         .sweep_within(self.now, policy::sweep_interval(t));
@@ -375,13 +398,34 @@ impl Engine {
     /// Logs and counts a client the server has no room for; its stream closes as the caller
     /// drops it. The client sees its connection accepted and then closed, instead of hanging in
     /// the backlog.
-    fn refuse_full(&mut self, sd: u64, peer: SocketAddr, error: Option<&io::Error>) {
+    pub(super) fn refuse_full(&mut self, sd: u64, peer: SocketAddr, error: Option<&io::Error>) {
         self.summary.refused_full += 1;
         let error = error.map(tracing::field::display);
         warn!(
             sd, %peer, clients = self.pool.len(), max_clients = self.max_clients, error,
             "server full: refusing sd {sd} from {peer}"
         );
+    }
+}
+
+/// A member's socket options: no Nagle (relayed chunks are already batched per turn; it would
+/// only add latency), the configured send buffer, and TCP keepalive (a peer that vanishes, by a
+/// power cut or a NAT timeout, sends no FIN; keepalive probes find it).
+pub(super) fn tune(socket: BorrowedSocket<'_>, config: &Config, sd: u64) {
+    let socket = socket2::SockRef::from(&socket);
+    if let Err(e) = socket.set_tcp_nodelay(true) {
+        debug!(sd, error = %e, "TCP_NODELAY not set");
+    }
+    if let Some(size) = config.send_buffer {
+        if let Err(e) = socket.set_send_buffer_size(size) {
+            debug!(sd, error = %e, "SO_SNDBUF not set");
+        }
+    }
+    if let Some(idle) = config.keepalive {
+        let keepalive = socket2::TcpKeepalive::new().with_time(idle);
+        if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+            debug!(sd, error = %e, "TCP keepalive not set");
+        }
     }
 }
 

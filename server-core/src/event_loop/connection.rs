@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::backend::{Interest, Token};
 use crate::fair::Bucket;
@@ -33,6 +33,8 @@ pub(crate) struct Connection {
     pub(super) delimiting: Delimiting,
     /// The link's [`Link::encoding`], read once at admission (the fan-out reads it per message).
     pub(super) encoding: Encoding,
+    /// Its link's [`Link::heartbeat_interval`] and when the next heartbeat is due.
+    pub(super) beat: Option<(Duration, Instant)>,
     /// Bytes waiting to be written to it.
     pub(super) queue: OutQueue,
     /// Bytes read from it and written to it (for a service's `View`).

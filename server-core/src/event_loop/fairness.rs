@@ -1,5 +1,8 @@
-//! Fair shares in the loop: senders waiting for their allowance to refill, and clients idle
-//! past the idle timeout. Both run from the sweep, with the turn's `now`.
+//! Fair shares in the loop: senders waiting for their allowance to refill, clients idle past the
+//! idle timeout, and links that check their peer's liveness themselves (heartbeats). All run from
+//! the sweep, with the turn's `now`.
+
+use std::time::Instant;
 
 use tracing::debug;
 
@@ -75,6 +78,43 @@ impl Engine {
         if !self.pool.is_empty() {
             self.timers
                 .sweep_within(now, policy::sweep_interval(timeout));
+        }
+    }
+
+    /// Calls every due link's [`Link::heartbeat`](crate::Link::heartbeat): a link whose peer
+    /// showed no sign of life since the last one is cut as idle, the others may have a probe to
+    /// flush. Schedules the sweep for the next one due.
+    pub(super) fn beat_hearts(&mut self) {
+        if self.heartbeats == 0 {
+            return;
+        }
+        let now = self.now;
+        let mut next: Option<Instant> = None;
+        for (token, conn) in self.pool.iter_mut() {
+            let Some((every, due)) = conn.beat else {
+                continue;
+            };
+            if conn.cut.is_some() || !conn.member {
+                continue;
+            }
+            if due <= now {
+                if let Err(e) = conn.link.heartbeat() {
+                    self.doomed
+                        .mark(token, conn, DropReason::IdleTimeout, Some(e));
+                    continue;
+                }
+                conn.beat = Some((every, now + every));
+                if conn.link.wants_write() && !conn.dirty {
+                    conn.dirty = true;
+                    self.dirty.push(token);
+                }
+            }
+            let due = conn.beat.map_or(now + every, |(_, at)| at);
+            next = Some(next.map_or(due, |n| n.min(due)));
+        }
+        if let Some(at) = next {
+            self.timers
+                .sweep_within(now, at.saturating_duration_since(now));
         }
     }
 }

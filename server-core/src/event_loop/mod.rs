@@ -18,6 +18,7 @@ mod accept;
 mod connection;
 mod fairness;
 mod flush;
+mod join;
 mod pacing;
 mod reap;
 mod relay;
@@ -82,6 +83,8 @@ pub(crate) struct Engine {
     doomed: Doomed,
     /// Connections accepted but not yet established (handshaking).
     handshaking: usize,
+    /// Connections whose link has a heartbeat of its own.
+    heartbeats: usize,
     timers: Timers,
     /// The last client id handed out.
     last_id: u64,
@@ -118,6 +121,7 @@ impl Engine {
             dirty: Vec::new(),
             doomed: Doomed::default(),
             handshaking: 0,
+            heartbeats: 0,
             timers: Timers::new(&config, now),
             last_id: 0,
             now,
@@ -192,6 +196,7 @@ impl Engine {
         self.sweep_if_due();
         self.sweep_services();
         self.reap(backend);
+        self.admit_joiners(backend);
         self.admit(backend);
         self.flush_dirty(backend);
         self.flush_services(backend);

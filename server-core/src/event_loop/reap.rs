@@ -26,6 +26,7 @@ impl Engine {
                 self.handshaking -= 1;
             }
             self.pace_counts.forget(&conn);
+            self.heartbeats -= usize::from(conn.beat.is_some());
             self.doors.seats.free(conn.address);
             let (id, member) = (conn.id, conn.member);
             let departure = Departure {

@@ -44,19 +44,18 @@ impl Engine {
             }
             _ => usize::MAX,
         };
-        // A message-framed link in line mode gets one byte kept free for the newline its
-        // message may lack.
+        // A message-framed link gets the whole buffer (a message is never split: its limits
+        // are charged after the read), in line mode less one byte for the newline it may lack.
         let lines = matches!(self.config.framing, Framing::Lines(_));
         let room = match (conn.delimiting, lines) {
             (Delimiting::Messages, true) => self.read_buf.len() - 1,
-            _ => self.read_buf.len(),
-        }
-        .min(allowed)
-        .min(if held {
-            light - conn.read_while_held
-        } else {
-            usize::MAX
-        });
+            (Delimiting::Messages, false) => self.read_buf.len(),
+            (Delimiting::Stream, _) => self.read_buf.len().min(allowed).min(if held {
+                light - conn.read_while_held
+            } else {
+                usize::MAX
+            }),
+        };
         let result = conn.link.recv(&mut self.read_buf[..room]);
         let open = match &result {
             Ok(n) => *n > 0,

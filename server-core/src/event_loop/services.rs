@@ -63,6 +63,9 @@ pub(super) struct ServiceConn {
     pub(super) dirty: bool,
     /// Marked to go, with the reason for the log.
     pub(super) cut: Option<&'static str>,
+    /// The service asked to hand it to the room: its last reply, not yet written (the joined
+    /// link writes it first).
+    pub(super) joining: Option<Vec<u8>>,
 }
 
 impl ServiceConn {
@@ -71,6 +74,9 @@ impl ServiceConn {
     pub(super) fn wanted_interest(&self, limits: &ServiceLimits) -> Interest {
         if self.lingering {
             return Interest::READABLE;
+        }
+        if self.joining.is_some() {
+            return Interest::NONE; // this turn's admit phase hands it to the room
         }
         let writing = !self.queue.is_empty() || self.link.wants_write();
         let read = !writing && !self.closing && self.input.len() < limits.max_input;
@@ -106,6 +112,8 @@ pub(super) struct Services {
     pub(super) limits: ServiceLimits,
     pub(super) dirty: Vec<Token>,
     pub(super) doomed: Vec<Token>,
+    /// Connections to hand to the room in this turn's admit phase.
+    pub(super) joining: Vec<Token>,
     pub(super) backend: &'static str,
     pub(super) started: Instant,
     pub(super) draining: bool,
@@ -127,6 +135,7 @@ impl Services {
             limits,
             dirty: Vec::new(),
             doomed: Vec::new(),
+            joining: Vec::new(),
             backend,
             started,
             draining: false,
@@ -234,6 +243,7 @@ impl Engine {
                 lingering: false,
                 dirty: false,
                 cut: None,
+                joining: None,
             })
         });
         match inserted {
@@ -258,7 +268,7 @@ impl Engine {
                 _ => self.services.mark(key, "answered"), // the client closed too
             };
         }
-        if conn.cut.is_some() || conn.closing || !conn.queue.is_empty() {
+        if conn.cut.is_some() || conn.closing || conn.joining.is_some() || !conn.queue.is_empty() {
             return;
         }
         let room = max_input
@@ -299,6 +309,9 @@ impl Engine {
         let Some(conn) = self.services.pool.get_mut(key) else {
             return;
         };
+        if conn.joining.is_some() {
+            return;
+        }
         let Some(service) = self.services.handlers[conn.door].as_mut() else {
             return;
         };
@@ -322,6 +335,11 @@ impl Engine {
         conn.input.drain(..consumed);
         if consumed > 0 {
             conn.since = self.now; // the next request's clock, or the idle one
+        }
+        if answer.join && !answer.close {
+            conn.joining = Some(out);
+            self.services.joining.push(key);
+            return;
         }
         conn.closing |= answer.close;
         if !out.is_empty() {

@@ -101,6 +101,7 @@ impl Engine {
         }
         self.resume_allowances();
         self.cut_idle();
+        self.beat_hearts();
         if self.judge_laggards() {
             self.timers.sweep_within(now, self.config.pace.grace);
         }

@@ -292,3 +292,70 @@ fn one_room_holds_links_of_two_doors_and_encodes_each_message_once() {
     assert_eq!(read_exactly(&mut plain, 3), b"hi\n");
     assert_eq!(read_exactly(&mut framed[1], 4), b"\x03hi\n");
 }
+
+/// A link with a heartbeat of its own: a probe at each beat, and silence since the last probe
+/// fails it (what a WebSocket ping does).
+struct BeatingLink {
+    stream: TcpStream,
+    beats: usize,
+}
+
+impl AsBorrowedSocket for BeatingLink {
+    fn borrowed(&self) -> BorrowedSocket<'_> {
+        self.stream.borrowed()
+    }
+    fn raw_number(&self) -> u64 {
+        self.stream.raw_number()
+    }
+}
+
+impl Link for BeatingLink {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+    fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.stream.write_vectored(bufs)
+    }
+    fn heartbeat_interval(&self) -> Option<Duration> {
+        Some(Duration::ZERO) // due at every sweep
+    }
+    fn heartbeat(&mut self) -> io::Result<()> {
+        self.beats += 1;
+        match self.beats {
+            1 => Ok(()),
+            _ => Err(io::Error::new(io::ErrorKind::TimedOut, "no answer")),
+        }
+    }
+}
+
+struct Beating;
+
+impl Acceptor for Beating {
+    type Link = BeatingLink;
+    fn accept(&mut self, stream: TcpStream, _: SocketAddr) -> io::Result<Admission<BeatingLink>> {
+        Ok(Admission::Admit(BeatingLink {
+            stream: patient(stream),
+            beats: 0,
+        }))
+    }
+}
+
+/// A link's heartbeat is called once it is due, and a failed one cuts the client as idle; the
+/// loop schedules the beats itself (no readiness announces them).
+#[test]
+fn a_link_whose_heartbeat_fails_is_cut_as_idle() {
+    let (mut engine, addr) = engine_with(Config::default(), Beating);
+    let mut backend = Scripted::default();
+    let mut silent = client(addr);
+    backend.then(&[Token::door(0)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!((engine.pool.len(), engine.heartbeats), (1, 1));
+    // The first beat probes; the second finds no answer. No events: the sweep wakes the loop.
+    for _ in 0..2 {
+        engine.turn(&mut backend).unwrap();
+    }
+    assert_eq!(engine.summary.idle_timeouts, 1, "{}", engine.summary);
+    assert_eq!((engine.pool.len(), engine.heartbeats), (0, 0));
+    let mut rest = Vec::new();
+    assert_eq!(silent.read_to_end(&mut rest).unwrap(), 0, "closed");
+}

@@ -5,8 +5,47 @@ use super::*;
 use crate::event_loop::services::SERVICE_BASE;
 use crate::service::{Answer, Service, ServiceLimits, View};
 
-/// Answers each line: `bye` with `ok` and a close, anything else with the room's client count.
+/// Answers each line: `bye` with `ok` and a close, `join` with `welcome` and a join (its link
+/// then greets with the reply before anything else), anything else with the room's client count.
 struct Counter;
+
+/// A joined connection: writes the service's last reply before the room's bytes.
+struct Greeted {
+    inner: Box<dyn Link>,
+    reply: Vec<u8>,
+}
+
+impl AsBorrowedSocket for Greeted {
+    fn borrowed(&self) -> BorrowedSocket<'_> {
+        self.inner.borrowed()
+    }
+    fn raw_number(&self) -> u64 {
+        self.inner.raw_number()
+    }
+}
+
+impl Link for Greeted {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.recv(buf)
+    }
+    fn send(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.flush_own()?;
+        if !self.reply.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.inner.send(bufs)
+    }
+    fn flush_own(&mut self) -> io::Result<()> {
+        while !self.reply.is_empty() {
+            let n = self.inner.send(&[IoSlice::new(&self.reply)])?;
+            self.reply.drain(..n);
+        }
+        Ok(())
+    }
+    fn wants_write(&self) -> bool {
+        !self.reply.is_empty()
+    }
+}
 
 impl Service for Counter {
     fn answer(&mut self, input: &[u8], view: &View<'_>, out: &mut Vec<u8>) -> Answer {
@@ -19,6 +58,15 @@ impl Service for Counter {
                 return Answer {
                     consumed,
                     close: true,
+                    join: false,
+                };
+            }
+            if line == b"join" {
+                out.extend_from_slice(b"welcome\n");
+                return Answer {
+                    consumed,
+                    close: false,
+                    join: true,
                 };
             }
             out.extend_from_slice(format!("clients={}\n", view.clients()).as_bytes());
@@ -26,7 +74,18 @@ impl Service for Counter {
         Answer {
             consumed,
             close: false,
+            join: false,
         }
+    }
+
+    fn join(
+        &mut self,
+        inner: Box<dyn Link>,
+        input: Vec<u8>,
+        reply: Vec<u8>,
+    ) -> io::Result<Box<dyn Link>> {
+        assert!(input.is_empty(), "bytes after `join`: {input:?}");
+        Ok(Box::new(Greeted { inner, reply }))
     }
 }
 
@@ -93,6 +152,72 @@ fn a_service_connection_is_answered_and_never_joins_the_room() {
     assert_eq!(
         engine.summary.accepted, 1,
         "a service connection counted as a client"
+    );
+}
+
+/// A service can hand a connection to the room (a WebSocket upgrade): it leaves the service
+/// pool, is seated as a member under the room's rules, writes the service's reply first, and
+/// then chats both ways.
+#[test]
+fn a_service_connection_that_joins_becomes_a_member_greeted_first() {
+    let room = TcpListener::bind("127.0.0.1:0").unwrap();
+    let room_addr = room.local_addr().unwrap();
+    let service = TcpListener::bind("127.0.0.1:0").unwrap();
+    let service_addr = service.local_addr().unwrap();
+    let mut backend = Scripted::default();
+    let doors = vec![
+        Door::new(room, Box::new(Patient)),
+        Door::new(service, Box::new(Patient)),
+    ];
+    for (index, door) in doors.iter().enumerate() {
+        door.open(index, &mut backend).unwrap();
+    }
+    let handlers: Vec<Option<Box<dyn Service>>> = vec![None, Some(Box::new(Counter))];
+    let mut engine = Engine::new(Config::default(), doors, None, None, Instant::now())
+        .with_services(handlers, ServiceLimits::default(), "scripted");
+
+    let mut member = client(room_addr);
+    backend.then(&[Token::door(0)]);
+    engine.turn(&mut backend).unwrap();
+    let mut web = client(service_addr);
+    backend.then(&[Token::door(1)]);
+    engine.turn(&mut backend).unwrap();
+    // Before it joins, what the member says does not reach it.
+    member.write_all(b"before").unwrap();
+    backend.then(&[Token(0)]);
+    engine.turn(&mut backend).unwrap();
+
+    web.write_all(b"join\n").unwrap();
+    backend.then(&[Token(SERVICE_BASE)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(
+        read_exactly(&mut web, 8),
+        b"welcome\n",
+        "the reply comes first"
+    );
+    assert_eq!(
+        (
+            engine.pool.len(),
+            engine.services.pool.len(),
+            engine.services.open[1]
+        ),
+        (2, 0, 0),
+        "it moved from the service pool to the room"
+    );
+    assert_eq!(engine.summary.accepted, 2);
+
+    // It chats both ways under its room token (the next free one).
+    web.write_all(b"hello").unwrap();
+    backend.then(&[Token(1)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(read_exactly(&mut member, 5), b"hello");
+    member.write_all(b"back").unwrap();
+    backend.then(&[Token(0)]);
+    engine.turn(&mut backend).unwrap();
+    assert_eq!(
+        read_exactly(&mut web, 4),
+        b"back",
+        "it got what the member said after it joined, and nothing from before"
     );
 }
 
