@@ -155,7 +155,9 @@
     event.preventDefault();
     const text = input.value;
     if (text === '' || !socket || socket.readyState !== WebSocket.OPEN) return;
-    socket.send(text);
+    // One typed line is one line for everyone: terminal clients in raw mode see it end, and in
+    // line mode the relay would add the newline anyway.
+    socket.send(text + '\n');
     addEntry('me', text, false, 0);
     input.value = '';
     input.focus();
