@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 
 use relay_tests::{
     connect, expect_closed, http_connect, http_get, http_get_with, join_room, read_response,
-    receive_pattern, start_with_retry, Pattern, Ready, ServerProcess, TIMEOUT,
+    receive_pattern, Pattern, ServerProcess, TIMEOUT,
 };
 use wait_timeout::ChildExt;
 
@@ -31,25 +31,10 @@ fn backends() -> Vec<&'static str> {
     .collect()
 }
 
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from((Ipv4Addr::LOCALHOST, port))
-}
-
-/// A server on `backend` with `--http 127.0.0.1:0` and `args`, on a free chat port: the server,
-/// the chat address and the HTTP address (read from its startup line).
+/// A server on `backend` with `--http 127.0.0.1:0` and `args`: the server, the chat address and
+/// the HTTP address.
 fn start(backend: &str, args: &[&str]) -> (ServerProcess, SocketAddr, SocketAddr) {
-    let (mut server, port, _) = start_with_retry(Ready::Line("listening on"), |port| {
-        let mut all = vec!["--backend", backend, "--http", "127.0.0.1:0"];
-        all.extend_from_slice(args);
-        all.push(port);
-        ServerProcess::spawn(Path::new(bin()), &all, &[])
-    });
-    let line = server
-        .wait_for_line(": /healthz /metrics")
-        .expect("the HTTP startup line");
-    let rest = &line[line.find(" on ").unwrap() + " on ".len()..];
-    let http: SocketAddr = rest[..rest.find(": /healthz").unwrap()].parse().unwrap();
-    (server, loopback(port), http)
+    relay_tests::start_with_http(Path::new(bin()), backend, args)
 }
 
 /// A chat client whose kernel receive buffer is small, so what it does not read piles up in the

@@ -3,11 +3,35 @@
 //! wrote (pipelining, HEAD, keep-alive, closes).
 
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::time::Instant;
 
 use crate::sockets::Socketed;
-use crate::{connect, TIMEOUT};
+use crate::{connect, start_with_retry, Ready, ServerProcess, TIMEOUT};
+
+/// Starts the binary `bin` on `backend` with `--http 127.0.0.1:0` and `args`, on a free chat
+/// port: the server, the chat address (IPv4 loopback) and the HTTP address, read from its
+/// startup line.
+#[track_caller]
+pub fn start_with_http(
+    bin: &Path,
+    backend: &str,
+    args: &[&str],
+) -> (ServerProcess, SocketAddr, SocketAddr) {
+    let (mut server, port, _) = start_with_retry(Ready::Line("listening on"), |port| {
+        let mut all = vec!["--backend", backend, "--http", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        all.push(port);
+        ServerProcess::spawn(bin, &all, &[])
+    });
+    let line = server
+        .wait_for_line(": /healthz /metrics")
+        .expect("the HTTP startup line");
+    let rest = &line[line.find(" on ").unwrap() + " on ".len()..];
+    let http: SocketAddr = rest[..rest.find(": /healthz").unwrap()].parse().unwrap();
+    (server, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), http)
+}
 
 /// One response as read off the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]

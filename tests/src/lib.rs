@@ -7,7 +7,8 @@
 //! - [`process`]: the `server` binary as a child process, started on a free port;
 //! - [`nats`]: a real `nats-server` for the cluster tests;
 //! - `notify` (Unix): a notify socket, to wait for a server's readiness notice;
-//! - [`tls`]: certificates made at run time and a blocking TLS client.
+//! - [`tls`]: certificates made at run time and a blocking TLS client;
+//! - [`web`]: WebSocket clients, well-behaved and raw.
 //!
 //! The byte pattern and its checker live in the `relay-pattern` crate (re-exported here), which
 //! chat-bench shares.
@@ -26,8 +27,11 @@ pub mod notify;
 pub mod process;
 pub mod sockets;
 pub mod tls;
+pub mod web;
 
-pub use http::{http_connect, http_get, http_get_with, read_response, HttpResponse};
+pub use http::{
+    http_connect, http_get, http_get_with, read_response, start_with_http, HttpResponse,
+};
 pub use in_process::TestServer;
 pub use logs::{count_lines, Logs};
 pub use nats::{nats_server, nats_server_binary, NatsServer};
