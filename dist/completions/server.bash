@@ -23,7 +23,7 @@ _server() {
 
     case "${cmd}" in
         server)
-            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --send-buffer --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --http --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --http-token-file --http-max-connections --http-head-timeout --http-idle-timeout --http-tls --generate --help --version"
+            opts="-v -q -h -V --bind --framing --max-line --tag --announce --log-format --stats-interval --verbose --quiet --backend --max-pending --write-timeout --max-clients --drain-timeout --pace-budget --send-buffer --lag-grace --max-per-address --max-rate --keepalive --idle-timeout --handshake-timeout --allow --deny --allow-file --deny-file --http --cluster --tls-cert --tls-key --tls-client-ca --room --burst --cluster-optional --http-token-file --http-max-connections --http-head-timeout --http-idle-timeout --http-tls --no-web --ws-origin --ws-max-message --ws-ping --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +158,18 @@ _server() {
                     return 0
                     ;;
                 --http-idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ws-origin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ws-max-message)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ws-ping)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -23,7 +23,7 @@ complete -c server -l allow -d 'Admit only peers in this network: CIDR such as 1
 complete -c server -l deny -d 'Refuse peers in this network (CIDR or a bare address); wins over --allow. Repeatable. Refused peers are closed right after accept, logged at most once a minute per address' -r
 complete -c server -l allow-file -d 'Add the --allow rules in FILE: one CIDR or address a line, `#` comments. Re-read on SIGHUP (Unix), for new connections. Repeatable' -r -F
 complete -c server -l deny-file -d 'Add the --deny rules in FILE, written as for --allow-file. Re-read on SIGHUP (Unix). Repeatable' -r -F
-complete -c server -l http -d 'Serve health, metrics and statistics over HTTP on ADDR (e.g. 127.0.0.1:8222; a bare port means 127.0.0.1, since only --http-token-file protects it): GET /healthz, /metrics (Prometheus), /stats and /clients (JSON). Off by default' -r
+complete -c server -l http -d 'Serve health, metrics and statistics over HTTP on ADDR (e.g. 127.0.0.1:8222; a bare port means 127.0.0.1, since only --http-token-file protects it): GET /healthz, /metrics (Prometheus), /stats and /clients (JSON); and a chat page at / whose WebSocket (/ws) joins the room. Off by default' -r
 complete -c server -l cluster -d 'Share the room with every relay connected to the NATS server at URL with the same --room (e.g. nats://127.0.0.1:4222; several URLs separated by commas). Exits 1 if NATS is unreachable at start. Needs a build with the `cluster` feature (`cargo build --release -p server-cli --features cluster`)' -r
 complete -c server -l tls-cert -d 'Serve TLS only, with this PEM certificate chain (the server\'s certificate first); needs --tls-key. Every client must then complete a TLS handshake (plaintext clients are dropped). Default: plain TCP' -r -F
 complete -c server -l tls-key -d 'The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)' -r -F
@@ -34,6 +34,9 @@ complete -c server -l http-token-file -d 'With --http: require `Authorization: B
 complete -c server -l http-max-connections -d 'With --http: most HTTP connections at once; more are answered 503 and closed' -r
 complete -c server -l http-head-timeout -d 'With --http: close a connection whose request head is not complete this long after its first byte (against slowloris)' -r
 complete -c server -l http-idle-timeout -d 'With --http: close a keep-alive connection idle this long' -r
+complete -c server -l ws-origin -d 'With --http: a web origin (e.g. https://chat.example.org) whose pages may open /ws besides the built-in page\'s own; repeat for more; `*` allows any. Clients that send no Origin (not browsers) are always let in' -r
+complete -c server -l ws-max-message -d 'With --http: most bytes in one message from a web client (fragments together); a larger one closes it with code 1009. At most 64KiB - 1, the engine\'s read buffer' -r
+complete -c server -l ws-ping -d 'With --http: ping web clients this often, and cut one that sent nothing at all (no pong, no message) by the next ping as idle. 0: never ping' -r
 complete -c server -l generate -r -f -a "bash\t'bash completions'
 zsh\t'zsh completions'
 fish\t'fish completions'
@@ -45,5 +48,6 @@ complete -c server -s v -l verbose -d 'Log more: -v adds every chunk received, -
 complete -c server -s q -l quiet -d 'Log only warnings and errors. RUST_LOG overrides'
 complete -c server -l cluster-optional -d 'With --cluster: start even if NATS is unreachable, relay locally meanwhile and keep trying in the background'
 complete -c server -l http-tls -d 'With --http and --tls-cert: serve HTTPS with the chat port\'s certificate (never asking for client certificates, even with --tls-client-ca). Default: plain HTTP'
+complete -c server -l no-web -d 'With --http: no chat page and no WebSocket door (/ and /ws answer 404); only the operator\'s endpoints'
 complete -c server -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c server -s V -l version -d 'Print version'
