@@ -198,7 +198,7 @@ mod tests {
         assert!(!is_websocket_key(b"dGhlIHNhbXBsZSBub25j!Q=="));
         assert_eq!(
             tungstenite::handshake::derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kxK4zzOsDYxzG8=", // RFC 6455, 1.3
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", // RFC 6455, 1.3
         );
     }
 }
