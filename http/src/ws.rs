@@ -239,13 +239,14 @@ impl AsBorrowedSocket for WsLink {
 
 impl Link for WsLink {
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One wire for the whole call: one socket read at most, however many frames it holds.
+        let mut wire = Wire {
+            inner: &mut *self.inner,
+            early: &mut self.early,
+            own: &mut self.own,
+            reads_left: 1,
+        };
         let error = loop {
-            let mut wire = Wire {
-                inner: &mut *self.inner,
-                early: &mut self.early,
-                own: &mut self.own,
-                reads_left: 1,
-            };
             let read = self.context.read(&mut wire);
             // A pong or the close answer tungstenite queued goes among our own bytes now.
             let _ = self.context.flush(&mut wire);
@@ -420,5 +421,81 @@ mod tests {
         // The zero-length frame ends with its header; every frame ends at a boundary.
         assert_eq!(boundaries, 7);
         assert!(cursor.at_boundary());
+    }
+
+    /// A pong owed while a large data frame is half written goes out after that frame, never
+    /// inside it: the client reads the whole data frame, then the pong.
+    #[test]
+    fn own_frames_wait_for_the_end_of_the_data_frame_being_written() {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let handle = server.try_clone().unwrap(); // the same socket, to switch its mode
+        let limits = WsLimits {
+            max_message: 1024,
+            ping_every: None,
+        };
+        let mut link = WsLink::new(Box::new(server), Vec::new(), Vec::new(), limits);
+        let payload: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let mut data = Vec::new();
+        encode_messages(&payload, false, &mut data);
+
+        // Write until the socket is full: the frame is half written.
+        let mut offset = 0;
+        while let Ok(n) = link.send(&[IoSlice::new(&data[offset..])]) {
+            offset += n;
+        }
+        assert!(offset > 0 && offset < data.len(), "wrote {offset} bytes");
+        // The client pings; the link reads it (blocking for it, bounded) and owes a pong.
+        client.write_all(&[0x89, 0x80, 1, 2, 3, 4]).unwrap();
+        handle.set_nonblocking(false).unwrap();
+        handle
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut buf = [0; 64];
+        let read = link.recv(&mut buf);
+        assert!(
+            matches!(&read, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "{read:?}"
+        );
+        handle.set_nonblocking(true).unwrap();
+        assert!(link.wants_write(), "a pong is owed");
+
+        // The client reads frames while the rest of the data goes out.
+        let reader = std::thread::spawn(move || {
+            let mut frames = Vec::new();
+            while frames.len() < 2 {
+                let mut head = [0; 2];
+                client.read_exact(&mut head).unwrap();
+                let len = match head[1] {
+                    127 => {
+                        let mut l = [0; 8];
+                        client.read_exact(&mut l).unwrap();
+                        u64::from_be_bytes(l) as usize
+                    }
+                    n => usize::from(n),
+                };
+                let mut body = vec![0; len];
+                client.read_exact(&mut body).unwrap();
+                frames.push((head[0], body));
+            }
+            frames
+        });
+        handle.set_nonblocking(false).unwrap(); // the writes below may now wait for the reader
+        while offset < data.len() {
+            offset += link.send(&[IoSlice::new(&data[offset..])]).unwrap();
+        }
+        link.flush_own().unwrap();
+        let frames = reader.join().unwrap();
+        assert_eq!(frames[0].0, 0x82);
+        assert!(frames[0].1 == payload, "the data frame arrived whole");
+        assert_eq!(frames[1], (0x8a, Vec::new()), "then the pong");
     }
 }

@@ -55,6 +55,11 @@ impl Engine {
                         conn.dirty = true;
                         self.dirty.push(token); // the flush turns read interest back on
                     }
+                    // Input a layer already holds (TLS records, WebSocket messages) gets no
+                    // readiness of its own.
+                    if conn.link.has_buffered_input() {
+                        self.read_again.push(token);
+                    }
                     false
                 }
                 None => false,
