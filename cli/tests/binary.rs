@@ -2,6 +2,9 @@
 //! the real process. These live in the package that owns the binary so `CARGO_BIN_EXE_server` is
 //! set and always fresh.
 
+mod common;
+use common::backends;
+
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
@@ -19,18 +22,6 @@ fn bin() -> &'static Path {
 fn start(extra: &[&str]) -> (ServerProcess, u16) {
     let (server, port, _) = start_on_free_port(bin(), extra);
     (server, port)
-}
-
-/// The backends compiled into the binary under test; the run-time tests run once per backend.
-fn backends() -> Vec<&'static str> {
-    let mut all = Vec::new();
-    if cfg!(feature = "polling") {
-        all.push("polling");
-    }
-    if cfg!(feature = "select") {
-        all.push("select");
-    }
-    all
 }
 
 fn loopback(port: u16) -> SocketAddr {

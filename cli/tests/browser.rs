@@ -6,6 +6,9 @@
 //!
 //! `RELAY_SCREENSHOT=docs/img/chat-page.png` saves page A at a phone's size (the docs' picture).
 
+mod common;
+use common::backends;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -14,16 +17,6 @@ use std::thread;
 use wait_timeout::ChildExt;
 
 use relay_tests::TIMEOUT;
-
-fn backends() -> Vec<&'static str> {
-    [
-        cfg!(feature = "polling").then_some("polling"),
-        cfg!(feature = "select").then_some("select"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
 
 /// Chromium: `RELAY_CHROMIUM`, else `chromium` or `chromium-browser` on the PATH.
 fn chromium() -> PathBuf {

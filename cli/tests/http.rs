@@ -4,6 +4,9 @@
 //! the exposition read by a real Prometheus parser (Python's `prometheus_client`, which
 //! `.ci/run` installs; without it the test fails, it does not pass).
 
+mod common;
+use common::backends;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,16 +22,6 @@ use wait_timeout::ChildExt;
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_server")
-}
-
-fn backends() -> Vec<&'static str> {
-    [
-        cfg!(feature = "polling").then_some("polling"),
-        cfg!(feature = "select").then_some("select"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
 }
 
 /// A server on `backend` with `--http 127.0.0.1:0` and `args`: the server, the chat address and

@@ -3,6 +3,9 @@
 //! protocol violation closed with its code; pings and the idle cut; the room's limits; `wss://`.
 //! The chat page in a real browser is `browser.rs`.
 
+mod common;
+use common::backends;
+
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,16 +15,6 @@ use relay_tests::web::{
     frame, read_close_code, read_frame, ws_connect, ws_next, ws_raw_upgrade, ws_send, ws_send_text,
 };
 use relay_tests::{connect, expect_bytes, http_get_with, ServerProcess};
-
-fn backends() -> Vec<&'static str> {
-    [
-        cfg!(feature = "polling").then_some("polling"),
-        cfg!(feature = "select").then_some("select"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect()
-}
 
 /// A server on `backend` with `--http` and `args`: the server, the chat and the HTTP address.
 fn start(backend: &str, args: &[&str]) -> (ServerProcess, SocketAddr, SocketAddr) {
