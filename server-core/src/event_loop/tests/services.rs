@@ -89,12 +89,9 @@ impl Service for Counter {
     }
 }
 
-#[test]
-fn a_service_connection_is_answered_and_never_joins_the_room() {
-    let config = Config {
-        max_clients: 1,
-        ..Config::default()
-    };
+/// An engine with a room door (0) and a [`Counter`] service door (1), both admitting patient
+/// plain TCP: the engine, its backend and the two doors' addresses.
+fn room_and_counter(config: Config) -> (Engine, Scripted, SocketAddr, SocketAddr) {
     let room = TcpListener::bind("127.0.0.1:0").unwrap();
     let room_addr = room.local_addr().unwrap();
     let service = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -108,11 +105,21 @@ fn a_service_connection_is_answered_and_never_joins_the_room() {
         door.open(index, &mut backend).unwrap();
     }
     let handlers: Vec<Option<Box<dyn Service>>> = vec![None, Some(Box::new(Counter))];
-    let mut engine = Engine::new(config, doors, None, None, Instant::now()).with_services(
+    let engine = Engine::new(config, doors, None, None, Instant::now()).with_services(
         handlers,
         ServiceLimits::default(),
         "scripted",
     );
+    (engine, backend, room_addr, service_addr)
+}
+
+#[test]
+fn a_service_connection_is_answered_and_never_joins_the_room() {
+    let config = Config {
+        max_clients: 1,
+        ..Config::default()
+    };
+    let (mut engine, mut backend, room_addr, service_addr) = room_and_counter(config);
 
     let mut member = client(room_addr);
     backend.then(&[Token::door(0)]);
@@ -160,21 +167,7 @@ fn a_service_connection_is_answered_and_never_joins_the_room() {
 /// then chats both ways.
 #[test]
 fn a_service_connection_that_joins_becomes_a_member_greeted_first() {
-    let room = TcpListener::bind("127.0.0.1:0").unwrap();
-    let room_addr = room.local_addr().unwrap();
-    let service = TcpListener::bind("127.0.0.1:0").unwrap();
-    let service_addr = service.local_addr().unwrap();
-    let mut backend = Scripted::default();
-    let doors = vec![
-        Door::new(room, Box::new(Patient)),
-        Door::new(service, Box::new(Patient)),
-    ];
-    for (index, door) in doors.iter().enumerate() {
-        door.open(index, &mut backend).unwrap();
-    }
-    let handlers: Vec<Option<Box<dyn Service>>> = vec![None, Some(Box::new(Counter))];
-    let mut engine = Engine::new(Config::default(), doors, None, None, Instant::now())
-        .with_services(handlers, ServiceLimits::default(), "scripted");
+    let (mut engine, mut backend, room_addr, service_addr) = room_and_counter(Config::default());
 
     let mut member = client(room_addr);
     backend.then(&[Token::door(0)]);
