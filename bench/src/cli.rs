@@ -13,8 +13,10 @@ use clap::{Parser, ValueEnum};
 #[command(name = "chat-bench", version)]
 pub(crate) struct Cli {
     /// Scenarios to run: all (the standard set), fanout, latency, scale, slow-reader, ceiling
-    /// (the fan-out runs on the in-tool relay only), or cluster (fan-outs and latency on one
-    /// node alone and on --nodes nodes sharing the room through nats-server; not in `all`).
+    /// (the fan-out runs on the in-tool relay only), cluster (fan-outs and latency on one
+    /// node alone and on --nodes nodes sharing the room through nats-server; not in `all`), or
+    /// web (fan-outs with a latency probe and a light-load latency run, each with TCP receivers
+    /// and then with WebSocket receivers, on our server only; not in `all`).
     #[arg(value_enum, default_value = "all")]
     pub(crate) scenarios: Vec<Which>,
     /// A fast smoke version of every scenario (seconds, not minutes).
@@ -107,4 +109,5 @@ pub(crate) enum Which {
     SlowReader,
     Ceiling,
     Cluster,
+    Web,
 }

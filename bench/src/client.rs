@@ -1,5 +1,7 @@
-//! One benchmark client: a plain TCP socket, or TLS over it (rustls, the same ring provider as
-//! the server), behind one `Read`/`Write` so the room runs the same either way.
+//! One benchmark client: a plain TCP socket, TLS over it (rustls, the same ring provider as
+//! the server), or a web client (WebSocket frames over it, see [`crate::ws`]), behind one
+//! `Read`/`Write` so the room runs the same every way: a web client's reads return payload
+//! bytes only, and each of its writes is one message.
 //!
 //! A TLS client's reader (a receiver thread) and writer (a sender thread, on a
 //! [`Client::try_clone`]) share its rustls connection behind a mutex, held only to decrypt or
@@ -12,13 +14,15 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use relay_pattern::is_retry;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
+
+use crate::ws::{self, Web};
 
 /// Ciphertext read from the socket per call.
 const RAW_READ: usize = 64 * 1024;
@@ -28,6 +32,8 @@ pub(crate) struct Client {
     /// The socket; receivers register it with their poller.
     pub(crate) tcp: TcpStream,
     tls: Option<Tls>,
+    /// A web client's WebSocket layer (never with TLS: the web runs are plain).
+    web: Option<Web>,
 }
 
 /// One side's view of a TLS client.
@@ -48,6 +54,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("tcp", &self.tcp)
             .field("tls", &self.tls.is_some())
+            .field("web", &self.web.is_some())
             .finish()
     }
 }
@@ -64,7 +71,26 @@ fn tls_error(e: rustls::Error) -> io::Error {
 impl Client {
     /// Plain TCP.
     pub(crate) fn plain(tcp: TcpStream) -> Client {
-        Client { tcp, tls: None }
+        Client {
+            tcp,
+            tls: None,
+            web: None,
+        }
+    }
+
+    /// A web client over `tcp` (whose timeouts are short), a fresh connection to the WebSocket
+    /// door at `addr`, upgraded before `deadline`.
+    pub(crate) fn web(
+        mut tcp: TcpStream,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> io::Result<Client> {
+        let mask = ws::upgrade(&mut tcp, addr, deadline)?;
+        Ok(Client {
+            tcp,
+            tls: None,
+            web: Some(Web::new(mask)),
+        })
     }
 
     /// TLS over `tcp` (whose timeouts are short), handshake done before `deadline`.
@@ -93,6 +119,7 @@ impl Client {
         Ok(Client {
             tcp,
             tls: Some(Tls::new(Arc::new(Mutex::new(conn)))),
+            web: None,
         })
     }
 
@@ -101,6 +128,7 @@ impl Client {
         Ok(Client {
             tcp: self.tcp.try_clone()?,
             tls: self.tls.as_ref().map(|t| Tls::new(Arc::clone(&t.conn))),
+            web: self.web.as_ref().map(|w| Web::new(w.mask())),
         })
     }
 
@@ -110,7 +138,8 @@ impl Client {
     }
 
     /// Whether bytes already read from the socket may still be waiting to be returned: read
-    /// again before waiting for readiness, which would not come for them.
+    /// again before waiting for readiness, which would not come for them. A web client returns
+    /// every payload byte of a read from that read.
     pub(crate) fn buffered(&self) -> bool {
         self.tls
             .as_ref()
@@ -208,25 +237,28 @@ impl Tls {
 
 impl Read for Client {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.tcp.read(buf),
-            Some(tls) => tls.read(&mut self.tcp, buf),
+        match (&mut self.tls, &mut self.web) {
+            (Some(tls), _) => tls.read(&mut self.tcp, buf),
+            (None, Some(web)) => web.read(&mut self.tcp, buf),
+            (None, None) => self.tcp.read(buf),
         }
     }
 }
 
 impl Write for Client {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.tls {
-            None => self.tcp.write(buf),
-            Some(tls) => tls.write(&mut self.tcp, buf),
+        match (&mut self.tls, &mut self.web) {
+            (Some(tls), _) => tls.write(&mut self.tcp, buf),
+            (None, Some(web)) => web.write(&mut self.tcp, buf),
+            (None, None) => self.tcp.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.tls {
-            None => Ok(()),
-            Some(tls) => tls.flush(&mut self.tcp),
+        match (&mut self.tls, &mut self.web) {
+            (Some(tls), _) => tls.flush(&mut self.tcp),
+            (None, Some(web)) => web.flush(&mut self.tcp),
+            (None, None) => Ok(()),
         }
     }
 }

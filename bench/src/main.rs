@@ -12,6 +12,7 @@
 //! ./target/release/chat-bench fanout latency --only server/polling,ncat
 //! ./target/release/chat-bench fanout --tls --only server/polling,server/polling+tls
 //! ./target/release/chat-bench cluster        # 1, 2 and 3 nodes through nats-server
+//! ./target/release/chat-bench web --only server/polling   # TCP against WebSocket receivers
 //! ```
 mod ceiling;
 mod check;
@@ -26,6 +27,7 @@ mod record;
 mod report;
 mod stats;
 mod targets;
+mod ws;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -73,10 +75,17 @@ fn run(cli: &Cli) -> Result<bool, String> {
     if cluster_wanted {
         relays.extend(plan::cluster_targets(cli, &server, &ours)?);
     }
+    if cli.scenarios.contains(&Which::Web) && !ours.web {
+        return Err(format!(
+            "web: {} has no WebSocket door (its --help lists no --ws-ping)",
+            server.display()
+        ));
+    }
     let targets::Ours {
         targets: ours,
         version,
         features,
+        ..
     } = ours;
     // With --tls: a CA and server certificate for this run only, in a directory removed at the
     // end, and the client configuration that trusts it.
@@ -158,13 +167,21 @@ fn run(cli: &Cli) -> Result<bool, String> {
                         _ => !(ceiling_only && id.starts_with("fanout")),
                     },
                     Scenario::Scale { .. } => t.kind != Kind::Ceiling,
+                    // Every relay: those without a WebSocket door show as skipped.
+                    Scenario::Web { .. } => true,
                 })
                 .collect();
             // Noisy scenarios run several times, relays alternating, so a passing disturbance
             // hits every relay alike rather than one.
             let rounds = if s.repeats() { repeat } else { 1 };
             (0..rounds)
-                .flat_map(|_| targets.iter().map(|t| (s.clone(), (*t).clone())))
+                .flat_map(|round| {
+                    targets.iter().flat_map(move |t| {
+                        plan::rounds_of(s, t, round)
+                            .into_iter()
+                            .map(|s| (s, (*t).clone()))
+                    })
+                })
                 .collect::<Vec<_>>()
         })
         .collect();

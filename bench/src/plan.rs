@@ -22,20 +22,59 @@ pub(crate) enum Scenario {
     },
     /// Idle clients measured by [`load::run_scale`].
     Scale { clients: usize, idle: Duration },
+    /// A room on our server started with its WebSocket door, measured by
+    /// [`crate::load::run_room`]: with `ws`, every client past the senders and the probe sender
+    /// is a web client; without, the same room all TCP. Each round runs both, one after the
+    /// other ([`rounds_of`]).
+    Web {
+        id: String,
+        spec: RoomSpec,
+        ws: bool,
+    },
 }
 
 impl Scenario {
     /// Whether this scenario's runs are repeated (`--repeat`): the throughput and latency ones,
     /// whose single runs swing with whatever else the two cores are doing.
     pub(crate) fn repeats(&self) -> bool {
-        matches!(self, Scenario::Room { id, .. } if id.starts_with("fanout") || id.starts_with("latency"))
+        match self {
+            Scenario::Room { id, .. } => id.starts_with("fanout") || id.starts_with("latency"),
+            Scenario::Web { .. } => true,
+            Scenario::Scale { .. } => false,
+        }
     }
 
     pub(crate) fn id(&self) -> String {
         match self {
-            Scenario::Room { id, .. } => id.clone(),
+            Scenario::Room { id, .. } | Scenario::Web { id, .. } => id.clone(),
             Scenario::Scale { clients, .. } => format!("scale-{clients}"),
         }
+    }
+}
+
+/// What `target` runs of `scenario` in round `round` (from 0): a web scenario twice on our plain
+/// server (TCP receivers, then WebSocket receivers, so the two alternate like the relays do), and
+/// once in all on a relay without a WebSocket door (recorded as skipped, with the reason); any
+/// other scenario once.
+pub(crate) fn rounds_of(scenario: &Scenario, target: &Target, round: u32) -> Vec<Scenario> {
+    match scenario {
+        Scenario::Web { id, spec, .. } => {
+            if target.no_web_door().is_some() {
+                return if round == 0 {
+                    vec![scenario.clone()]
+                } else {
+                    Vec::new()
+                };
+            }
+            [false, true]
+                .map(|ws| Scenario::Web {
+                    id: id.clone(),
+                    spec: spec.clone(),
+                    ws,
+                })
+                .to_vec()
+        }
+        _ => vec![scenario.clone()],
     }
 }
 
@@ -97,6 +136,7 @@ pub(crate) fn scenarios(
         timeout,
         stall,
         tls: None,
+        web: None,
     };
     let mut out = Vec::new();
     if fanout_wanted {
@@ -190,12 +230,69 @@ pub(crate) fn scenarios(
     if cli.scenarios.contains(&Which::Cluster) {
         out.extend(cluster_scenarios(cli, &base));
     }
+    if cli.scenarios.contains(&Which::Web) {
+        out.extend(web_scenarios(cli, &base));
+    }
     for s in &out {
-        if let Scenario::Room { id, spec, .. } = s {
+        if let Scenario::Room { id, spec, .. } | Scenario::Web { id, spec, .. } = s {
             spec.check().map_err(|e| format!("{id}: {e}"))?;
         }
     }
     Ok(out)
+}
+
+/// The web scenario: the 64 B and 8 KiB fan-outs (sized as the standard ones) with a probe
+/// sender beside the pattern senders, for deliveries/s and the latency under that load in one
+/// run, and the light-load latency run. Each runs with TCP receivers and with WebSocket
+/// receivers ([`rounds_of`]); the senders and the probe sender are TCP clients either way, so
+/// of the 99 streams each sender's bytes go to, 89 go to web clients (100 clients, 10 senders).
+pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
+    let q = cli.quick;
+    let interval = Duration::from_micros(cli.probe_interval_us.max(1));
+    let loaded = Some(Probe {
+        interval,
+        count: None,
+    });
+    // The probe takes one of the pattern's 16 sender nibbles.
+    let senders = cli.senders.min(check::MAX_PATTERN_SENDERS_WITH_PROBE);
+    let web = |id: &str, spec: RoomSpec| Scenario::Web {
+        id: id.into(),
+        spec,
+        ws: false,
+    };
+    vec![
+        web(
+            "web-64",
+            RoomSpec {
+                senders,
+                size: 64,
+                messages: cli.messages.unwrap_or(if q { 10_000 } else { 200_000 }),
+                probe: loaded,
+                ..base.clone()
+            },
+        ),
+        web(
+            "web-8k",
+            RoomSpec {
+                senders,
+                size: 8192,
+                messages: cli.messages_8k.unwrap_or(if q { 150 } else { 3_000 }),
+                probe: loaded,
+                ..base.clone()
+            },
+        ),
+        web(
+            "web-latency",
+            RoomSpec {
+                senders: 0,
+                probe: Some(Probe {
+                    interval,
+                    count: Some(cli.probes.unwrap_or(if q { 300 } else { 3_000 })),
+                }),
+                ..base.clone()
+            },
+        ),
+    ]
 }
 
 /// The cluster scenario: the 64 B and 8 KiB fan-outs and both latency runs. NATS core has no

@@ -64,6 +64,12 @@ pub(crate) fn run_one(
         r.detail = Some(why);
         r
     };
+    if let Scenario::Web { ws, .. } = scenario {
+        if let Some(why) = target.no_web_door() {
+            return skip(record, why.into());
+        }
+        record.receivers = Some(if *ws { "websocket" } else { "tcp" }.into());
+    }
     if let Scenario::Scale { clients, .. } = scenario {
         record.clients = *clients;
         if target.is_tls() {
@@ -86,11 +92,16 @@ pub(crate) fn run_one(
             );
         }
     }
-    let log = cli
-        .out
-        .join("logs")
-        .join(format!("{id}-{}.log", target.name.replace('/', "-")));
-    let mut running = match target.start(Some(&log)) {
+    let receivers = match &record.receivers {
+        Some(r) => format!("-{r}"),
+        None => String::new(),
+    };
+    let log = cli.out.join("logs").join(format!(
+        "{id}-{}{receivers}.log",
+        target.name.replace('/', "-")
+    ));
+    let web = matches!(scenario, Scenario::Web { .. });
+    let mut running = match target.start(Some(&log), web) {
         Ok(r) => r,
         Err(e) => {
             record.status = RunStatus::Failed;
@@ -101,9 +112,11 @@ pub(crate) fn run_one(
     let addrs = running.addrs();
     let meter = running.meter();
     match scenario {
-        Scenario::Room { spec, .. } => {
+        Scenario::Room { spec, .. } | Scenario::Web { spec, .. } => {
+            let ws = matches!(scenario, Scenario::Web { ws: true, .. });
             let spec = &RoomSpec {
                 tls: tls.filter(|_| target.is_tls()).cloned(),
+                web: running.web_addr().filter(|_| ws),
                 ..spec.clone()
             };
             record.clients = spec.clients;
@@ -111,8 +124,16 @@ pub(crate) fn run_one(
             record.size = spec.size;
             record.messages = spec.messages;
             let expected = spec.expected_bytes();
-            progress.start_run(&format!("{id} on {}", target.name), Some(expected));
-            let outcome = load::run_room(&addrs, spec, meter, &|bytes| progress.update(bytes));
+            let label = match &record.receivers {
+                Some(r) => format!("{id} on {}, {r} receivers", target.name),
+                None => format!("{id} on {}", target.name),
+            };
+            progress.start_run(&label, Some(expected));
+            let outcome = if ws && spec.web.is_none() {
+                RoomOutcome::failed("the server opened no WebSocket door".into())
+            } else {
+                load::run_room(&addrs, spec, meter, &|bytes| progress.update(bytes))
+            };
             fill_room(&mut record, spec, &outcome);
             if let Some((_, hwm)) = meter.and_then(procstat::Meter::memory_kib) {
                 record.peak_rss_mib = Some(hwm as f64 / 1024.0);

@@ -52,6 +52,10 @@ pub(crate) struct Record {
     pub(crate) scenario: String,
     /// `server/polling`, `server/select`, `ncat`, `ceiling`.
     pub(crate) target: String,
+    /// The web scenario: `tcp` or `websocket`, what the receivers (every client but the senders
+    /// and the probe sender) were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) receivers: Option<String>,
     /// How the run ended.
     pub(crate) status: RunStatus,
     /// Why it failed, stalled or was skipped.
@@ -102,6 +106,14 @@ impl Record {
         self.scenario.split('-').next().unwrap_or_default()
     }
 
+    /// Its relay, and in the web scenario what its receivers were: `server/polling (websocket)`.
+    fn label(&self) -> String {
+        match &self.receivers {
+            Some(r) => format!("{} ({r})", self.target),
+            None => self.target.clone(),
+        }
+    }
+
     /// One line for the progress output.
     pub(crate) fn summary(&self) -> String {
         let mut s = format!(
@@ -148,6 +160,25 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
             c.push(("verified", if r.verified { "yes" } else { "no" }.into()));
             c.push(("peak RSS MiB", opt(r.peak_rss_mib, 1)));
         }
+        "web" => {
+            c.push((
+                "receivers",
+                r.receivers.clone().unwrap_or_else(|| "-".into()),
+            ));
+            c.push(("deliveries/s", big(shown(r.deliveries_per_sec))));
+            c.push(("p99 µs", opt(shown(r.p99_us), 0)));
+            c.push(("p50 µs", opt(shown(r.p50_us), 0)));
+            c.push(("MiB/s", opt(shown(r.mib_per_sec), 0)));
+            c.push(("p99.9 µs", opt(shown(r.p999_us), 0)));
+            c.push(("max µs", opt(shown(r.max_us), 0)));
+            c.push((
+                "samples",
+                r.latency_samples.map_or("-".into(), |n| n.to_string()),
+            ));
+            c.push(("secs", opt(r.secs, 2)));
+            c.push(("verified", if r.verified { "yes" } else { "no" }.into()));
+            c.push(("peak RSS MiB", opt(r.peak_rss_mib, 1)));
+        }
         "latency" => {
             c.push(("p50 µs", opt(shown(r.p50_us), 0)));
             c.push(("p99 µs", opt(shown(r.p99_us), 0)));
@@ -190,30 +221,43 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
     c
 }
 
-/// Records grouped by scenario, in first-seen order.
-/// The figure repeated runs are ranked by: throughput for fan-outs, p99 for latency.
+/// The figure repeated runs are ranked by: throughput for fan-outs, p99 for latency; in the web
+/// scenario throughput when there is any (the run's p99 beside it), else p99.
 fn headline(r: &Record) -> Option<(f64, String)> {
     match r.family() {
         "fanout" => r.deliveries_per_sec.map(|v| (v, big(Some(v)))),
         "latency" => r.p99_us.map(|v| (v, format!("p99 {v:.0} µs"))),
+        "web" => match (r.deliveries_per_sec, r.p99_us) {
+            (Some(v), Some(p99)) => Some((v, format!("{} p99 {p99:.0} µs", big(Some(v))))),
+            (Some(v), None) => Some((v, big(Some(v)))),
+            (None, Some(p99)) => Some((p99, format!("p99 {p99:.0} µs"))),
+            (None, None) => None,
+        },
         _ => None,
     }
 }
 
-/// One record per scenario and relay: a failed run if any failed (lost data must show), else the
-/// median run by its headline figure, annotated with every run's figure.
+/// One record per scenario and relay (and receivers, in the web scenario): a failed run if any
+/// failed (lost data must show), else the median run by its headline figure, annotated with
+/// every run's figure.
 pub(crate) fn medians(records: &[Record]) -> Vec<Record> {
     let mut out: Vec<Record> = Vec::new();
-    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut seen: Vec<(&str, &str, Option<&str>)> = Vec::new();
     for r in records {
-        let key = (r.scenario.as_str(), r.target.as_str());
+        let key = (
+            r.scenario.as_str(),
+            r.target.as_str(),
+            r.receivers.as_deref(),
+        );
         if seen.contains(&key) {
             continue;
         }
         seen.push(key);
         let runs: Vec<&Record> = records
             .iter()
-            .filter(|o| o.scenario == r.scenario && o.target == r.target)
+            .filter(|o| {
+                o.scenario == r.scenario && o.target == r.target && o.receivers == r.receivers
+            })
             .collect();
         if runs.len() == 1 {
             out.push(r.clone());
@@ -247,17 +291,18 @@ pub(crate) fn medians(records: &[Record]) -> Vec<Record> {
 }
 
 /// The lines under a table: why a run failed, stalled or was skipped, and repeated runs' spread.
-fn notes<'a>(rows: &[&'a Record]) -> Vec<(&'a str, &'a str)> {
+fn notes<'a>(rows: &[&'a Record]) -> Vec<(String, &'a str)> {
     rows.iter()
         .flat_map(|r| {
             [r.detail.as_deref(), r.runs.as_deref()]
                 .into_iter()
                 .flatten()
-                .map(|n| (r.target.as_str(), n))
+                .map(|n| (r.label(), n))
         })
         .collect()
 }
 
+/// Records grouped by scenario, in first-seen order.
 fn groups(records: &[Record]) -> Vec<(&str, Vec<&Record>)> {
     let mut out: Vec<(&str, Vec<&Record>)> = Vec::new();
     for r in records {
@@ -391,6 +436,7 @@ pub(crate) fn checks(records: &[Record]) -> Vec<Check> {
             }
             continue;
         }
+        out.extend(web_checks(records, t));
         if let Some(x) = ratio(records, "fanout-64", t, "ncat", |r| r.deliveries_per_sec) {
             out.push(Check {
                 goal: format!("{t}: 64 B fan-out >= 3x ncat deliveries/s"),
@@ -455,6 +501,51 @@ pub(crate) fn checks(records: &[Record]) -> Vec<Check> {
                 goal: format!("{t}: slow reader: peak RSS < 128 MiB, the others get everything"),
                 measured: format!("{peak:.1} MiB, {}", r.status),
                 verdict: verdict(peak < 128.0 && r.status == RunStatus::Ok),
+            });
+        }
+    }
+    out
+}
+
+/// The web scenario on `target`: its WebSocket receivers against its TCP receivers, as
+/// information (the issue sets no target for them).
+fn web_checks(records: &[Record], target: &str) -> Vec<Check> {
+    let run = |scenario: &str, receivers: &str| {
+        records.iter().find(|r| {
+            r.scenario == scenario
+                && r.target == target
+                && r.receivers.as_deref() == Some(receivers)
+                && r.status == RunStatus::Ok
+        })
+    };
+    let mut out = Vec::new();
+    for (scenario, what) in [("web-64", "64 B"), ("web-8k", "8 KiB")] {
+        let (Some(tcp), Some(ws)) = (run(scenario, "tcp"), run(scenario, "websocket")) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (ws.deliveries_per_sec, tcp.deliveries_per_sec) {
+            out.push(Check {
+                goal: format!(
+                    "{target}: {what} fan-out deliveries/s, WebSocket receivers vs TCP receivers"
+                ),
+                measured: format!("{:.2}x", a / b),
+                verdict: "info".into(),
+            });
+        }
+    }
+    for (scenario, what) in [
+        ("web-64", "under a 64 B fan-out"),
+        ("web-8k", "under an 8 KiB fan-out"),
+        ("web-latency", "light load"),
+    ] {
+        let (Some(tcp), Some(ws)) = (run(scenario, "tcp"), run(scenario, "websocket")) else {
+            continue;
+        };
+        if let (Some(a), Some(b)) = (ws.p99_us, tcp.p99_us) {
+            out.push(Check {
+                goal: format!("{target}: latency p99 {what}, WebSocket receivers vs TCP receivers"),
+                measured: format!("{a:.0} µs vs {b:.0} µs"),
+                verdict: "info".into(),
             });
         }
     }

@@ -75,6 +75,20 @@ impl Target {
         matches!(&self.kind, Kind::Ours { tls: Some(_), .. })
     }
 
+    /// Why the web scenario cannot run on it, if it cannot: only our server, plain, has a
+    /// WebSocket door chat-bench can drive.
+    pub(crate) fn no_web_door(&self) -> Option<&'static str> {
+        match &self.kind {
+            Kind::Ours { tls: None, .. } => None,
+            Kind::Ours { tls: Some(_), .. } => {
+                Some("web runs are plain only (the web clients speak no TLS)")
+            }
+            Kind::Ncat(_) => Some("ncat has no WebSocket door"),
+            Kind::Ceiling => Some("the in-tool relay has no WebSocket door"),
+            Kind::Cluster { .. } => Some("web runs are on one node"),
+        }
+    }
+
     /// The same server with TLS on, named `server/BACKEND+tls`; `None` for other relays.
     pub(crate) fn with_tls(&self, cert: &Path, key: &Path) -> Option<Target> {
         let Kind::Ours { path, backend, .. } = &self.kind else {
@@ -91,8 +105,11 @@ impl Target {
         })
     }
 
-    /// Starts it; `log` receives a server process's stderr.
-    pub(crate) fn start(&self, log: Option<&Path>) -> io::Result<Running> {
+    /// Starts it; `log` receives a server process's stderr. With `web`, our server also opens its
+    /// HTTP port with the WebSocket door on a free loopback port, never pinging its web clients
+    /// (`--ws-ping 0`: they only read, and a benchmark must not be cut as idle); other relays
+    /// ignore it.
+    pub(crate) fn start(&self, log: Option<&Path>, web: bool) -> io::Result<Running> {
         match &self.kind {
             Kind::Ceiling => Ok(Running::Relay(CeilingRelay::start(Mangle::None)?)),
             Kind::Ours { path, backend, tls } => {
@@ -105,8 +122,20 @@ impl Target {
                 if let Some((cert, key)) = tls {
                     cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
                 }
+                let http = if web {
+                    let http = free_port()?;
+                    cmd.args(["--http", &format!("127.0.0.1:{http}"), "--ws-ping", "0"]);
+                    Some(http)
+                } else {
+                    None
+                };
                 cmd.arg(port.to_string());
-                ServerGuard::spawn(&self.name, cmd, port, log).map(Running::Process)
+                let mut guard = ServerGuard::spawn(&self.name, cmd, port, log)?;
+                if let Some(http) = http {
+                    guard.web = Some(SocketAddr::from((Ipv4Addr::LOCALHOST, http)));
+                    guard.wait_accepting(&self.name)?;
+                }
+                Ok(Running::Process(guard))
             }
             Kind::Cluster { path, nats, nodes } => start_cluster(path, nats, *nodes, log),
             Kind::Ncat(path) => {
@@ -184,6 +213,14 @@ pub(crate) enum Running {
 }
 
 impl Running {
+    /// Our server's WebSocket door, when it was started with one.
+    pub(crate) fn web_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Running::Process(p) => p.web,
+            _ => None,
+        }
+    }
+
     /// Where clients connect: one address per node.
     pub(crate) fn addrs(&self) -> Vec<SocketAddr> {
         match self {
@@ -224,6 +261,8 @@ impl Running {
 pub(crate) struct ServerGuard {
     child: ChildGuard,
     addr: SocketAddr,
+    /// Its HTTP port, where the WebSocket door is, if it opened one.
+    web: Option<SocketAddr>,
 }
 
 impl ServerGuard {
@@ -247,29 +286,40 @@ impl ServerGuard {
         let mut guard = ServerGuard {
             child: ChildGuard::new(child),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            web: None,
         };
         guard.wait_accepting(name)?;
         Ok(guard)
     }
 
-    /// Connects (and disconnects) until the server accepts, it exits, or [`START_TIMEOUT`].
+    /// Connects (and disconnects) until the server accepts (on its HTTP port too, if it has
+    /// one), it exits, or [`START_TIMEOUT`].
     fn wait_accepting(&mut self, name: &str) -> io::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
+        for addr in [Some(self.addr), self.web].into_iter().flatten() {
+            self.wait_accepting_on(name, addr, deadline)?;
+        }
+        Ok(())
+    }
+
+    fn wait_accepting_on(
+        &mut self,
+        name: &str,
+        addr: SocketAddr,
+        deadline: Instant,
+    ) -> io::Result<()> {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Err(io::Error::other(format!(
                     "{name} exited at start: {status}"
                 )));
             }
-            match TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)) {
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() >= deadline => {
                     return Err(io::Error::new(
                         e.kind(),
-                        format!(
-                            "{name} did not accept on {} within {START_TIMEOUT:?}: {e}",
-                            self.addr
-                        ),
+                        format!("{name} did not accept on {addr} within {START_TIMEOUT:?}: {e}"),
                     ))
                 }
                 // Starting up: polling a child process we cannot be notified by.
@@ -312,6 +362,9 @@ pub(crate) struct Ours {
     pub(crate) version: String,
     /// Every feature it lists (backends, `tls`, `cluster`).
     pub(crate) features: Vec<String>,
+    /// Whether its `--help` offers the WebSocket door (`--ws-ping`), which the web scenario
+    /// needs.
+    pub(crate) web: bool,
 }
 
 impl Ours {
@@ -364,6 +417,7 @@ pub(crate) fn discover_ours(path: &Path) -> io::Result<Ours> {
         targets,
         version,
         features,
+        web: help.contains("--ws-ping"),
     })
 }
 

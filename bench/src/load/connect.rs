@@ -16,14 +16,17 @@ use super::send::write_until;
 use super::*;
 
 /// Connects `n` clients: all but the last in `threads` parallel batches, then the last alone, so
-/// it queues behind the others.
+/// it queues behind the others. With `web` (a WebSocket door and an index), clients from that
+/// index on join through the door as web clients.
 pub(crate) fn connect_all(
     addrs: &[SocketAddr],
     n: usize,
     threads: usize,
     deadline: Instant,
     tls: Option<&Arc<ClientConfig>>,
+    web: Option<(SocketAddr, usize)>,
 ) -> io::Result<Vec<Client>> {
+    let door = |i: usize| web.filter(|&(_, from)| i >= from).map(|(addr, _)| addr);
     let first = n.saturating_sub(1);
     let per = first.div_ceil(threads.max(1)).max(1);
     let mut clients = thread::scope(|s| {
@@ -32,7 +35,7 @@ pub(crate) fn connect_all(
             .map(|from| {
                 s.spawn(move || {
                     (from..(from + per).min(first))
-                        .map(|i| connect_one(addrs[i % addrs.len()], i, deadline, tls))
+                        .map(|i| connect_one(addrs[i % addrs.len()], i, deadline, tls, door(i)))
                         .collect::<io::Result<Vec<_>>>()
                 })
             })
@@ -52,18 +55,22 @@ pub(crate) fn connect_all(
             n - 1,
             deadline,
             tls,
+            door(n - 1),
         )?);
     }
     Ok(clients)
 }
 
-/// Connects client `i`, retrying timeouts and resets until `deadline`.
+/// Connects client `i`, retrying timeouts and resets until `deadline`: to `addr`, or with `web`
+/// to that WebSocket door, upgraded.
 pub(super) fn connect_one(
     addr: SocketAddr,
     i: usize,
     deadline: Instant,
     tls: Option<&Arc<ClientConfig>>,
+    web: Option<SocketAddr>,
 ) -> io::Result<Client> {
+    let addr = web.unwrap_or(addr);
     let mut attempt = CONNECT_TRY;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -79,10 +86,13 @@ pub(super) fn connect_one(
                 c.set_nodelay(true)?;
                 c.set_read_timeout(Some(POLL))?;
                 c.set_write_timeout(Some(POLL))?;
-                return match tls {
-                    None => Ok(Client::plain(c)),
-                    Some(config) => Client::tls(c, config, deadline)
+                return match (tls, web) {
+                    (None, None) => Ok(Client::plain(c)),
+                    (Some(config), _) => Client::tls(c, config, deadline)
                         .map_err(|e| io::Error::new(e.kind(), format!("client {i}: TLS: {e}"))),
+                    (None, Some(door)) => Client::web(c, door, deadline).map_err(|e| {
+                        io::Error::new(e.kind(), format!("client {i}: WebSocket: {e}"))
+                    }),
                 };
             }
             Err(e)

@@ -17,7 +17,10 @@
 //!   sockets with `polling`, each checking its stream with a [`StreamCheck`].
 //!
 //! With a TLS client configuration (`RoomSpec::tls`) every client is a TLS client of its own
-//! (see [`crate::client`]); the room is otherwise the same.
+//! (see [`crate::client`]); the room is otherwise the same. With a WebSocket door
+//! (`RoomSpec::web`) every client past the senders and the probe sender is a web client (see
+//! [`crate::ws`]): senders and probe stay TCP clients, and the web clients' reads give the
+//! checkers payload bytes only, so their streams are verified like the TCP clients'.
 //!
 //! Every wait is bounded by the run's deadline, and a run in which no byte arrives for `stall`
 //! ends as stalled. Every thread is joined before [`run_room`] returns.
@@ -100,6 +103,9 @@ pub(crate) struct RoomSpec {
     pub(crate) stall: Duration,
     /// Every client speaks TLS with this configuration; `None`: plain TCP.
     pub(crate) tls: Option<Arc<ClientConfig>>,
+    /// The relay's WebSocket door (`GET /ws` on this address, plain HTTP): every client past the
+    /// pattern senders and the probe sender joins through it as a web client. `None`: none does.
+    pub(crate) web: Option<SocketAddr>,
 }
 
 impl RoomSpec {
@@ -128,7 +134,17 @@ impl RoomSpec {
         if self.receiver_threads == 0 || self.connect_threads == 0 || self.timeout.is_zero() {
             return Err("threads and timeout must be > 0".into());
         }
+        if self.web.is_some() && self.tls.is_some() {
+            return Err("web clients are plain WebSocket clients, never TLS ones".into());
+        }
         Ok(())
+    }
+
+    /// The first client that joins as a web client, with the door's address, if any does: the
+    /// one after the pattern senders and the probe sender.
+    pub(crate) fn web_from(&self) -> Option<(SocketAddr, usize)> {
+        self.web
+            .map(|addr| (addr, self.senders + usize::from(self.probe.is_some())))
     }
 
     /// Pattern bytes every reader together must receive.
@@ -177,7 +193,8 @@ pub(crate) struct RoomOutcome {
 }
 
 impl RoomOutcome {
-    fn failed(message: String) -> Self {
+    /// A run that could not run, for `message`.
+    pub(crate) fn failed(message: String) -> Self {
         RoomOutcome {
             status: Status::Failed(message),
             secs: 0.0,
@@ -247,6 +264,7 @@ pub(crate) fn run_room(
         spec.connect_threads,
         deadline,
         spec.tls.as_ref(),
+        spec.web_from(),
     );
     let mut clients = match connected {
         Ok(clients) => clients,

@@ -45,7 +45,7 @@ pub(crate) fn run_scale(
         served: 0,
     };
     let began = Instant::now();
-    let mut clients = match connect_all(&[addr], n, connect_threads, deadline, None) {
+    let mut clients = match connect_all(&[addr], n, connect_threads, deadline, None, None) {
         Ok(c) => c,
         Err(e) => {
             outcome.status = Status::Failed(format!("connecting: {e}"));

@@ -1,6 +1,8 @@
 //! The load generator against the in-tool relay (faithful and deliberately faulty) and our
 //! engine in-process.
 
+use std::net::SocketAddr;
+
 use super::*;
 use crate::ceiling::{CeilingRelay, Mangle};
 
@@ -17,6 +19,7 @@ fn spec(clients: usize, senders: usize, size: usize, messages: usize) -> RoomSpe
         timeout: Duration::from_secs(20),
         stall: Duration::from_secs(5),
         tls: None,
+        web: None,
     }
 }
 
@@ -71,6 +74,103 @@ fn a_tls_room_relays_completely_with_probes() {
     let summary = server.stop();
     assert_eq!(summary.accepted, 6);
     assert_eq!(summary.handshakes_failed, 0);
+}
+
+/// Our engine in-process with a room door and the HTTP service's WebSocket door (no pings), on a
+/// thread of its own; stopped and joined by [`WebServer::stop`].
+struct WebServer {
+    chat: SocketAddr,
+    http: SocketAddr,
+    shutdown: server_core::Shutdown,
+    thread: std::thread::JoinHandle<std::io::Result<server_core::Summary>>,
+}
+
+impl WebServer {
+    fn start() -> WebServer {
+        use relay_http::{BuildInfo, HttpOptions, HttpService, WebOptions, WsLimits};
+        use server_core::{Backend, PlainTcp};
+        let chat = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (chat_addr, http_addr) = (chat.local_addr().unwrap(), http.local_addr().unwrap());
+        let backend = backend_polling::PollingBackend::new().expect("poller");
+        let shutdown = server_core::Shutdown::new(backend.waker());
+        let service = HttpService::new(HttpOptions {
+            token: None,
+            max_head: 8192,
+            build: BuildInfo {
+                version: "test",
+                features: String::new(),
+            },
+            web: Some(WebOptions {
+                origins: Vec::new(),
+                tls: false,
+                limits: WsLimits {
+                    max_message: 65_535,
+                    ping_every: None,
+                },
+            }),
+        });
+        let stop = shutdown.clone();
+        let thread = std::thread::spawn(move || {
+            server_core::Relay::new(server_core::Config::default())
+                .door(chat, PlainTcp)
+                .service_door(http, PlainTcp, service)
+                .run(backend, &stop)
+        });
+        WebServer {
+            chat: chat_addr,
+            http: http_addr,
+            shutdown,
+            thread,
+        }
+    }
+
+    fn stop(self) -> server_core::Summary {
+        self.shutdown.request().expect("wake the server");
+        self.thread
+            .join()
+            .expect("server thread")
+            .expect("server run")
+    }
+}
+
+/// Web receivers through our engine's WebSocket door: the sync (sent by a web client, the last to
+/// connect), the pattern senders' streams and the probes reach every reader whole, checked byte
+/// by byte after the frames are taken off; messages of every header length (small writes, and
+/// chunks the server reads whole up to 64 KiB) come through.
+#[test]
+fn a_room_with_web_receivers_relays_completely_with_probes() {
+    for (size, messages) in [(64, 2_000), (8192, 60), (20_000, 20)] {
+        let server = WebServer::start();
+        let s = RoomSpec {
+            probe: Some(Probe {
+                interval: Duration::from_millis(1),
+                count: None,
+            }),
+            web: Some(server.http),
+            ..spec(7, 2, size, messages)
+        };
+        assert_eq!(s.web_from(), Some((server.http, 3)));
+        let o = run_room(&[server.chat], &s, None, &|_| {});
+        assert_eq!(o.status, Status::Ok, "{size} B");
+        assert_eq!(o.pattern_bytes, s.expected_bytes());
+        assert!(o.probes_sent > 0);
+        assert_eq!(o.latencies_ns.len(), o.probes_sent * 6);
+        let summary = server.stop();
+        // 7 room members (4 of them through /ws), none cut.
+        assert_eq!(summary.accepted, 7, "{summary}");
+        assert_eq!(summary.slow_consumers + summary.errors, 0, "{summary}");
+    }
+}
+
+#[test]
+fn web_clients_cannot_be_tls_clients() {
+    let pki = crate::pki::RunPki::new().expect("a certificate for the run");
+    let mut s = spec(4, 1, 64, 1);
+    s.web = Some("127.0.0.1:1".parse().unwrap());
+    assert!(s.check().is_ok());
+    s.tls = Some(pki.client.clone());
+    assert!(s.check().is_err());
 }
 
 #[test]
