@@ -158,6 +158,8 @@ required=(
   "another_socket_cannot_take_the_listening_port"
   "every_endpoint_answers_get_and_head_with_keep_alive_and_pipelining" # --http, both backends
   "garbage_oversized_unfinished_and_idle_requests_are_cut_while_chat_flows"
+  "web_and_tcp_clients_share_a_room_byte_exact_and_without_echo" # /ws, both backends
+  "protocol_violations_are_closed_with_their_codes_and_fragments_are_reassembled"
   "console::tests::a_close_requests_the_stop_and_is_held_until_the_server_stopped"
 )
 for name in "${required[@]}"; do
