@@ -5,7 +5,7 @@
 //! apply to it as to the chat port.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use relay_http::{BuildInfo, HttpOptions, HttpService, WebOptions, WsLimits};
@@ -31,8 +31,8 @@ pub(crate) struct HttpArgs {
     #[arg(long, value_name = "ADDR", value_parser = parse_http_addr)]
     pub(crate) http: Option<SocketAddr>,
 
-    /// With --http: require `Authorization: Bearer TOKEN` on every path but /healthz, TOKEN being
-    /// this file's content (surrounding white space ignored).
+    /// With --http: require `Authorization: Bearer TOKEN` on the operator's paths but /healthz,
+    /// TOKEN being this file's content (surrounding white space ignored; read again on SIGHUP).
     #[arg(long, value_name = "FILE")]
     http_token_file: Option<PathBuf>,
 
@@ -87,6 +87,21 @@ fn parse_ws_max_message(text: &str) -> Result<usize, String> {
     Ok(bytes)
 }
 
+/// The bearer token in `file`: its content without surrounding white space, one word of
+/// printable ASCII. `Err` is the message for the terminal (or the reload's log line).
+pub(crate) fn read_token(file: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {}", file.display(), describe(&e)))?;
+    let token = text.trim();
+    if token.is_empty() || token.bytes().any(|b| !b.is_ascii_graphic()) {
+        return Err(format!(
+            "{}: the token must be one word of printable ASCII",
+            file.display()
+        ));
+    }
+    Ok(token.to_string())
+}
+
 /// A bare port (`8222`: on 127.0.0.1) or an address with a port (`0.0.0.0:8222`, `[::1]:8222`).
 fn parse_http_addr(text: &str) -> Result<SocketAddr, String> {
     let text = text.trim();
@@ -125,21 +140,11 @@ impl HttpArgs {
             }
             return Ok(None);
         };
-        let token = match &self.http_token_file {
-            None => None,
-            Some(file) => {
-                let text = std::fs::read_to_string(file)
-                    .map_err(|e| format!("cannot read {}: {}", file.display(), describe(&e)))?;
-                let token = text.trim();
-                if token.is_empty() || token.bytes().any(|b| !b.is_ascii_graphic()) {
-                    return Err(format!(
-                        "{}: the token must be one word of printable ASCII",
-                        file.display()
-                    ));
-                }
-                Some(token.to_string())
-            }
-        };
+        let token = self
+            .http_token_file
+            .as_deref()
+            .map(read_token)
+            .transpose()?;
         let acceptor = SharedDoor::new(security.http_door(self.http_tls)?);
         let (listener, addr, inherited) = match inherited {
             Some((listener, passed)) => {
@@ -206,9 +211,16 @@ impl HttpArgs {
         }
     }
 
-    /// What SIGHUP rebuilds for this door.
-    pub(crate) fn reload(&self, door: Option<&HttpDoor>) -> HttpReload {
-        door.map(|d| (self.http_tls, d.acceptor.clone()))
+    /// What SIGHUP rebuilds for this door: its acceptor, and its token read again.
+    pub(crate) fn reload(&self, door: Option<&HttpDoor>) -> Option<HttpReload> {
+        door.map(|d| HttpReload {
+            tls: self.http_tls,
+            door: d.acceptor.clone(),
+            token: self
+                .http_token_file
+                .clone()
+                .map(|file| (file, d.service.token_handle())),
+        })
     }
 }
 

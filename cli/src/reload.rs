@@ -6,8 +6,10 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use relay_http::TokenHandle;
 use relay_tls::EntryLink;
 use server_core::{Acceptor, Admission};
 use tracing::{info, warn};
@@ -35,35 +37,50 @@ impl Acceptor for SharedDoor {
     }
 }
 
-/// The HTTP port's door to reload beside the chat port's: whether it speaks TLS, and the door.
-pub(crate) type HttpReload = Option<(bool, SharedDoor)>;
+/// The HTTP port's settings to reload beside the chat port's.
+#[derive(Debug)]
+pub(crate) struct HttpReload {
+    /// Whether it speaks TLS.
+    pub(crate) tls: bool,
+    pub(crate) door: SharedDoor,
+    /// `--http-token-file` and the running service's token.
+    pub(crate) token: Option<(PathBuf, TokenHandle)>,
+}
 
 /// What SIGHUP runs: build new doors from `security` (reading its files again) and swap them in,
-/// or keep the old ones and say why. The HTTP port's door (`http`) is rebuilt and swapped with
-/// the chat port's, or neither is.
+/// or keep the old ones and say why. The HTTP port's door and token (`http`) are read again and
+/// swapped with the chat port's door, or nothing is.
 pub(crate) fn reloader(
     security: Security,
     shared: SharedDoor,
-    http: HttpReload,
+    http: Option<HttpReload>,
 ) -> impl Fn() + Send + 'static {
     move || {
         let http_door = http
             .as_ref()
-            .map(|(tls, shared)| security.http_door(*tls).map(|door| (door, shared)))
+            .map(|h| security.http_door(h.tls).map(|door| (door, &h.door)))
             .transpose();
-        match (security.door(), http_door) {
-            (Ok((door, list)), Ok(http_door)) => {
+        let token = http
+            .as_ref()
+            .and_then(|h| h.token.as_ref())
+            .map(|(file, handle)| crate::http::read_token(file).map(|token| (token, handle)))
+            .transpose();
+        match (security.door(), http_door, token) {
+            (Ok((door, list)), Ok(http_door), Ok(token)) => {
                 *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = door;
                 if let Some((door, shared)) = http_door {
                     *shared.0.lock().unwrap_or_else(PoisonError::into_inner) = door;
                 }
+                if let Some((token, handle)) = token {
+                    handle.set(Some(token));
+                }
                 info!(
-                    "reloaded: TLS files and access lists read again; they apply to new \
-                     connections"
+                    "reloaded: TLS files, access lists and the HTTP token read again; they apply \
+                     to new connections and requests"
                 );
                 security.log_startup(&list);
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 warn!(error = %e, "reload failed, keeping the old settings: {e}")
             }
         }

@@ -627,6 +627,38 @@ fn a_reload_applies_the_new_access_lists_to_the_http_port() {
     }
 }
 
+#[cfg_attr(not(unix), ignore = "SIGHUP reloads the token; Windows has no SIGHUP")]
+#[test]
+fn a_reload_reads_the_token_file_again_and_a_bad_one_keeps_the_old_token() {
+    let dir = relay_tests::tls::TempDir::new();
+    let file = dir.path().join("token");
+    let file_arg = file.to_str().unwrap();
+    let backend = backends()[0];
+    std::fs::write(&file, "first\n").unwrap();
+    let (mut server, _chat, http) = start(backend, &["--http-token-file", file_arg]);
+    let with = |token: &str| {
+        http_get_with(
+            http,
+            "/stats",
+            &format!("Authorization: Bearer {token}\r\n"),
+        )
+        .status
+    };
+    assert_eq!((with("first"), with("second")), (200, 401));
+    std::fs::write(&file, "second\n").unwrap();
+    server.signal("HUP");
+    assert_eq!(server.wait_for_count("reloaded:", 1), 1);
+    assert_eq!((with("first"), with("second")), (401, 200), "the new token");
+    // A token file that no longer holds one word: the reload fails whole, the token stays.
+    std::fs::write(&file, "two words\n").unwrap();
+    server.signal("HUP");
+    let line = server
+        .wait_for_line("reload failed")
+        .expect("the failure logged");
+    assert!(line.contains("one word"), "{line}");
+    assert_eq!(with("second"), 200, "the old token stays");
+}
+
 /// Random bytes, and random near-HTTP, thrown at the HTTP port, each on its own connection that
 /// then half-closes: every connection ends (answered or not), the server keeps serving, and the
 /// chat room it runs beside is undisturbed.

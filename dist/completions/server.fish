@@ -30,7 +30,7 @@ complete -c server -l tls-key -d 'The PEM private key of --tls-cert (PKCS#8, PKC
 complete -c server -l tls-client-ca -d 'Mutual TLS: admit only clients that present a certificate issued by a CA in this PEM file. Default: clients are not asked for certificates' -r -F
 complete -c server -l room -d 'With --cluster: the room\'s name, letters, digits, \'-\' and \'_\' [default: lobby]' -r
 complete -c server -l burst -d 'With --max-rate, the most a client may send at once after a quiet spell. Default: a quarter of a second of its rate, at least 16KiB' -r
-complete -c server -l http-token-file -d 'With --http: require `Authorization: Bearer TOKEN` on every path but /healthz, TOKEN being this file\'s content (surrounding white space ignored)' -r -F
+complete -c server -l http-token-file -d 'With --http: require `Authorization: Bearer TOKEN` on the operator\'s paths but /healthz, TOKEN being this file\'s content (surrounding white space ignored; read again on SIGHUP)' -r -F
 complete -c server -l http-max-connections -d 'With --http: most HTTP connections at once; more are answered 503 and closed' -r
 complete -c server -l http-head-timeout -d 'With --http: close a connection whose request head is not complete this long after its first byte (against slowloris)' -r
 complete -c server -l http-idle-timeout -d 'With --http: close a keep-alive connection idle this long' -r

@@ -23,6 +23,7 @@ pub mod web;
 pub mod ws;
 
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use server_core::{Answer, Link, Service, View};
 
@@ -83,17 +84,38 @@ impl Next {
 #[derive(Debug, Clone)]
 pub struct HttpService {
     options: HttpOptions,
+    /// The token in force: [`HttpOptions::token`] at first, then what [`TokenHandle::set`] says.
+    token: TokenHandle,
+}
+
+/// A handle on the token a running service requires, so that another thread (a reload) can
+/// change it for the requests that follow.
+#[derive(Debug, Clone, Default)]
+pub struct TokenHandle(Arc<Mutex<Option<String>>>);
+
+impl TokenHandle {
+    /// Requires `token` from now on (`None`: no token).
+    pub fn set(&self, token: Option<String>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = token;
+    }
 }
 
 impl HttpService {
     /// A service answering with `options`.
     pub fn new(options: HttpOptions) -> Self {
-        HttpService { options }
+        let token = TokenHandle(Arc::new(Mutex::new(options.token.clone())));
+        HttpService { options, token }
+    }
+
+    /// The handle that changes the token this service requires.
+    pub fn token_handle(&self) -> TokenHandle {
+        self.token.clone()
     }
 
     /// Whether `request` carries the token (compared in time independent of where it differs).
     fn authorized(&self, request: &Request<'_>) -> bool {
-        let Some(token) = &self.options.token else {
+        let token = self.token.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(token) = token.as_ref() else {
             return true;
         };
         let expected = format!("Bearer {token}");
