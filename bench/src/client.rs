@@ -44,9 +44,36 @@ struct Tls {
     unfed_at: usize,
     /// The last read filled the caller's buffer: more plaintext may wait in rustls.
     more: bool,
-    /// Ciphertext made but not yet written, from `out_at` on.
-    out: Vec<u8>,
-    out_at: usize,
+    /// Ciphertext made but not yet written.
+    out: Unsent,
+}
+
+/// Bytes a layer made for the socket (ciphertext, frames) that it has not taken yet.
+#[derive(Debug, Default)]
+pub(crate) struct Unsent {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Unsent {
+    /// Starts over with nothing unsent; returns the buffer to fill.
+    pub(crate) fn refill(&mut self) -> &mut Vec<u8> {
+        self.bytes.clear();
+        self.at = 0;
+        &mut self.bytes
+    }
+
+    /// Writes what the socket has not taken yet (`WouldBlock` when it takes no more).
+    pub(crate) fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
+        while self.at < self.bytes.len() {
+            match tcp.write(&self.bytes[self.at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.at += n,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for Client {
@@ -154,8 +181,7 @@ impl Tls {
             unfed: Vec::new(),
             unfed_at: 0,
             more: false,
-            out: Vec::new(),
-            out_at: 0,
+            out: Unsent::default(),
         }
     }
 
@@ -211,10 +237,9 @@ impl Tls {
         {
             let mut conn = lock(&self.conn);
             conn.writer().write_all(buf)?;
-            self.out.clear();
-            self.out_at = 0;
+            let out = self.out.refill();
             while conn.wants_write() {
-                conn.write_tls(&mut self.out)?;
+                conn.write_tls(out)?;
             }
         }
         match self.flush(tcp) {
@@ -224,14 +249,7 @@ impl Tls {
     }
 
     fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
-        while self.out_at < self.out.len() {
-            match tcp.write(&self.out[self.out_at..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_at += n,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.out.flush(tcp)
     }
 }
 

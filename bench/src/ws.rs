@@ -19,6 +19,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use relay_pattern::is_retry;
+
+use crate::client::Unsent;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
 use tungstenite::protocol::frame::Frame;
 
@@ -292,9 +294,8 @@ impl FrameDecoder {
 pub(crate) struct Web {
     decoder: FrameDecoder,
     mask: [u8; 4],
-    /// Framed bytes made but not yet written, from `out_at` on.
-    out: Vec<u8>,
-    out_at: usize,
+    /// Framed bytes made but not yet written.
+    out: Unsent,
 }
 
 impl Web {
@@ -303,8 +304,7 @@ impl Web {
         Web {
             decoder: FrameDecoder::default(),
             mask,
-            out: Vec::new(),
-            out_at: 0,
+            out: Unsent::default(),
         }
     }
 
@@ -335,9 +335,7 @@ impl Web {
     pub(crate) fn write(&mut self, tcp: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
         self.flush(tcp)?;
         let take = buf.len().min(MAX_MESSAGE);
-        self.out.clear();
-        self.out_at = 0;
-        client_frame(&buf[..take], self.mask, &mut self.out)?;
+        client_frame(&buf[..take], self.mask, self.out.refill())?;
         match self.flush(tcp) {
             Err(e) if !is_retry(&e) => Err(e),
             _ => Ok(take), // taken; `flush` sends the rest
@@ -346,14 +344,7 @@ impl Web {
 
     /// Writes what `write` framed and the socket has not taken yet.
     pub(crate) fn flush(&mut self, tcp: &mut TcpStream) -> io::Result<()> {
-        while self.out_at < self.out.len() {
-            match tcp.write(&self.out[self.out_at..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.out_at += n,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        self.out.flush(tcp)
     }
 }
 
