@@ -390,7 +390,8 @@ fn socket_activated_it_serves_a_named_http_socket_beside_the_chat_port() {
         .expect("the HTTP startup line");
     assert!(
         line.contains(&format!(
-            "http on 127.0.0.1:{http_port}: /healthz /metrics /stats /clients (inherited;"
+            "http on 127.0.0.1:{http_port}: /healthz /metrics /stats /clients, chat page / \
+             with WebSocket /ws (inherited;"
         )),
         "{line}"
     );
