@@ -10,9 +10,10 @@
 //! ([`connection::Doomed`]) and the reaper ([`reap`]) deregisters, logs, counts and says farewell
 //! in one place. So no phase takes the backend only to remove, and fan-out never re-enters.
 //!
-//! Files: [`accept`] (doors, the only code that touches a listener), [`relay`] (read, frame,
-//! fan out), [`flush`] (queues to sockets, interest, the drain), [`timers`] (deadlines, the
-//! statistics line), [`reap`] (departures), [`connection`] (one client).
+//! Files: [`accept`] (doors, the only code that touches a listener), [`seat`] (a newcomer's
+//! place in the room), [`join`] (connections a service hands to the room), [`relay`] (read,
+//! frame, fan out), [`flush`] (queues to sockets, interest, the drain), [`timers`] (deadlines,
+//! the statistics line), [`reap`] (departures), [`connection`] (one client).
 
 mod accept;
 mod connection;
@@ -22,6 +23,7 @@ mod join;
 mod pacing;
 mod reap;
 mod relay;
+mod seat;
 mod service_flush;
 mod services;
 #[cfg(test)]
