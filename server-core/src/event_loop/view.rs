@@ -9,7 +9,7 @@ use crate::pool::Pool;
 use crate::service::{ClientFacts, ServiceRefusals};
 use crate::summary::Summary;
 
-/// What a [`Service`] may know of the engine when it is called: counters, settings, and the
+/// What a [`Service`](crate::Service) may know of the engine when it is called: counters, settings, and the
 /// clients themselves. Cheap to make; the methods that walk the clients
 /// ([`View::pending_bytes`], [`View::clients_facts`]) cost their work only when called.
 pub struct View<'a> {
