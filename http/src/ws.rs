@@ -10,7 +10,7 @@
 //!   message for every web client, not once per receiver), so `send` writes them as they are.
 //!   The link's own frames (its handshake's `101` answer, pongs, pings, the close) wait in a
 //!   buffer of their own and go out only *between* data frames: the link follows where each
-//!   outgoing frame ends ([`FrameCursor`]).
+//!   outgoing frame ends (`FrameCursor`).
 //! - **Keepalive**: [`Link::heartbeat`] sends a ping; a peer that sent nothing at all (no pong,
 //!   no message) by the next heartbeat is cut as idle.
 
