@@ -25,7 +25,7 @@ pub mod ws;
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use server_core::{Answer, Link, Service, View};
+use server_core::{Answer, Link, Service, Then, View};
 
 pub use crate::web::WebOptions;
 pub use crate::ws::{WsLimits, WsLink};
@@ -59,25 +59,6 @@ pub struct HttpOptions {
     pub build: BuildInfo,
     /// The chat page and the WebSocket door; `None`: the operator's endpoints only.
     pub web: Option<WebOptions>,
-}
-
-/// What becomes of a connection after one answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
-    Keep,
-    Close,
-    /// Upgraded to a WebSocket: it joins the room.
-    Join,
-}
-
-impl Next {
-    fn keep(keep: bool) -> Next {
-        if keep {
-            Next::Keep
-        } else {
-            Next::Close
-        }
-    }
 }
 
 /// The operator's window; see the crate's documentation.
@@ -129,7 +110,7 @@ impl HttpService {
     }
 
     /// Answers one complete request into `out`; says what becomes of the connection.
-    fn respond(&self, request: &Request<'_>, view: &View<'_>, out: &mut Vec<u8>) -> Next {
+    fn respond(&self, request: &Request<'_>, view: &View<'_>, out: &mut Vec<u8>) -> Then {
         let head_only = request.method == "HEAD";
         let keep = request.keep_alive && !request.has_body;
         let mut reply = Reply {
@@ -141,22 +122,22 @@ impl HttpService {
         if request.method != "GET" && !head_only {
             reply.keep = false; // its body, if any, is not read
             reply.send(405, "Allow: GET, HEAD\r\n", TEXT, b"only GET and HEAD\n");
-            return Next::Close;
+            return Then::Close;
         }
         if let Some(web) = &self.options.web {
             if let Some((content_type, body)) = web::page(request.path) {
                 reply.send(200, web::PAGE_HEADERS, content_type, body);
-                return Next::keep(keep);
+                return keep_or_close(keep);
             }
             if request.path == "/ws" {
                 return match web::check_upgrade(request, view, web) {
                     Ok(accept) => {
                         web::switching(&accept, reply.out);
-                        Next::Join
+                        Then::Join
                     }
                     Err((status, extra, body)) => {
                         reply.send(status, extra, TEXT, body);
-                        Next::keep(keep)
+                        keep_or_close(keep)
                     }
                 };
             }
@@ -167,19 +148,19 @@ impl HttpService {
         );
         if !known {
             reply.send(404, "", TEXT, b"not found\n");
-            return Next::keep(keep);
+            return keep_or_close(keep);
         }
         if request.path == "/healthz" {
             match view.draining() {
                 false => reply.send(200, "", TEXT, b"ok\n"),
                 true => reply.send(503, "", TEXT, b"draining\n"),
             }
-            return Next::keep(keep);
+            return keep_or_close(keep);
         }
         if !self.authorized(request) {
             let challenge = "WWW-Authenticate: Bearer realm=\"relay\"\r\n";
             reply.send(401, challenge, TEXT, b"a bearer token is required\n");
-            return Next::keep(keep);
+            return keep_or_close(keep);
         }
         let build = &self.options.build;
         match request.path {
@@ -198,7 +179,7 @@ impl HttpService {
                 Some(Err(_)) => reply.send(400, "", TEXT, b"limit must be a whole number\n"),
             },
         }
-        Next::keep(keep)
+        keep_or_close(keep)
     }
 }
 
@@ -246,6 +227,23 @@ impl Reply<'_> {
     }
 }
 
+/// After an answer that ends the connection: whatever else it sent is ignored.
+fn closing(input: &[u8]) -> Answer {
+    Answer {
+        consumed: input.len(),
+        then: Then::Close,
+    }
+}
+
+/// Keep-alive or not, as the request and its version say.
+fn keep_or_close(keep: bool) -> Then {
+    if keep {
+        Then::Keep
+    } else {
+        Then::Close
+    }
+}
+
 /// An error answer for a request that could not be read, always followed by a close.
 fn refuse(out: &mut Vec<u8>, status: u16, body: &[u8]) {
     let mut reply = Reply {
@@ -265,37 +263,22 @@ impl Service for HttpService {
                 Parsed::Partial => break,
                 Parsed::TooLarge => {
                     refuse(out, 431, b"request head too large\n");
-                    return Answer {
-                        consumed: input.len(),
-                        close: true,
-                        join: false,
-                    };
+                    return closing(input);
                 }
                 Parsed::Malformed => {
                     refuse(out, 400, b"not an HTTP/1.x request\n");
-                    return Answer {
-                        consumed: input.len(),
-                        close: true,
-                        join: false,
-                    };
+                    return closing(input);
                 }
                 Parsed::Complete { len, request } => {
                     consumed += len;
                     match self.respond(&request, view, out) {
-                        Next::Keep => {}
-                        Next::Close => {
-                            return Answer {
-                                consumed: input.len(),
-                                close: true,
-                                join: false,
-                            }
-                        }
+                        Then::Keep => {}
+                        Then::Close => return closing(input),
                         // What follows the upgrade request is the client's first frames.
-                        Next::Join => {
+                        Then::Join => {
                             return Answer {
                                 consumed,
-                                close: false,
-                                join: true,
+                                then: Then::Join,
                             }
                         }
                     }
@@ -304,8 +287,7 @@ impl Service for HttpService {
         }
         Answer {
             consumed,
-            close: false,
-            join: false,
+            then: Then::Keep,
         }
     }
 

@@ -69,7 +69,7 @@ pub use pace::Pace;
 pub use pool::Pool;
 pub use queue::{OutQueue, MAX_SLICES};
 pub use run::{run, Relay};
-pub use service::{Answer, ClientFacts, Service, ServiceLimits, ServiceRefusals, View};
+pub use service::{Answer, ClientFacts, Service, ServiceLimits, ServiceRefusals, Then, View};
 pub use shutdown::Shutdown;
 pub use summary::{DropReason, Summary};
 pub use words::{error_words, without_os_code};

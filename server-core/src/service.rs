@@ -38,7 +38,7 @@ pub trait Service {
         b""
     }
 
-    /// Turns a connection whose [`Answer::join`] was set into a room member's link: `link` is
+    /// Turns a connection answered with [`Then::Join`] into a room member's link: `link` is
     /// the connection's link as its door's acceptor made it (plain TCP, or TLS), `input` what it
     /// sent after the consumed bytes, `reply` what the service answered and is not yet written
     /// (the new link writes it before anything else). The engine then admits the returned link
@@ -67,12 +67,22 @@ pub trait Service {
 pub struct Answer {
     /// Bytes of the input consumed (answered, or to be ignored).
     pub consumed: usize,
-    /// Close the connection once its output is written; nothing more is read from it.
-    pub close: bool,
-    /// Hand the connection to the room (a WebSocket upgrade): nothing more is read from it as a
-    /// service connection, and the engine passes it with the unconsumed input and this call's
-    /// reply to [`Service::join`] in the same turn.
-    pub join: bool,
+    /// What becomes of the connection.
+    pub then: Then,
+}
+
+/// What becomes of a service connection after an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Then {
+    /// It stays open for more requests.
+    #[default]
+    Keep,
+    /// Close it once its output is written; nothing more is read from it.
+    Close,
+    /// Hand it to the room (a WebSocket upgrade): nothing more is read from it as a service
+    /// connection, and the engine passes it with the unconsumed input and this call's reply to
+    /// [`Service::join`] in the same turn.
+    Join,
 }
 
 /// The bounds every service connection lives within.

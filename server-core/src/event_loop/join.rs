@@ -1,5 +1,5 @@
 //! Connections that come in by a service door and join the room: a service answered them with
-//! [`Answer::join`](crate::Answer) (a WebSocket upgrade on the HTTP port), and here they leave
+//! [`Then::Join`](crate::Then) (a WebSocket upgrade on the HTTP port), and here they leave
 //! the service pool for the room's, as if a room door had admitted them.
 
 use tracing::debug;

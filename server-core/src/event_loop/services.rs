@@ -21,7 +21,7 @@ use crate::backend::{Backend, Interest, Token};
 use crate::link::{Admission, Link};
 use crate::pool::Pool;
 use crate::queue::OutQueue;
-use crate::service::{Service, ServiceLimits, ServiceRefusals};
+use crate::service::{Service, ServiceLimits, ServiceRefusals, Then};
 
 /// The first service connection's token. Chat connections take tokens from 0 up and doors from
 /// the top down; service connections sit in between, where neither can reach.
@@ -336,12 +336,15 @@ impl Engine {
         if consumed > 0 {
             conn.since = self.now; // the next request's clock, or the idle one
         }
-        if answer.join && !answer.close {
-            conn.joining = Some(out);
-            self.services.joining.push(key);
-            return;
+        match answer.then {
+            Then::Keep => {}
+            Then::Close => conn.closing = true,
+            Then::Join => {
+                conn.joining = Some(out);
+                self.services.joining.push(key);
+                return;
+            }
         }
-        conn.closing |= answer.close;
         if !out.is_empty() {
             conn.queue.push(Rc::from(out));
         }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::event_loop::services::SERVICE_BASE;
-use crate::service::{Answer, Service, ServiceLimits, View};
+use crate::service::{Answer, Service, ServiceLimits, Then, View};
 
 /// Answers each line: `bye` with `ok` and a close, `join` with `welcome` and a join (its link
 /// then greets with the reply before anything else), anything else with the room's client count.
@@ -57,24 +57,21 @@ impl Service for Counter {
                 out.extend_from_slice(b"ok\n");
                 return Answer {
                     consumed,
-                    close: true,
-                    join: false,
+                    then: Then::Close,
                 };
             }
             if line == b"join" {
                 out.extend_from_slice(b"welcome\n");
                 return Answer {
                     consumed,
-                    close: false,
-                    join: true,
+                    then: Then::Join,
                 };
             }
             out.extend_from_slice(format!("clients={}\n", view.clients()).as_bytes());
         }
         Answer {
             consumed,
-            close: false,
-            join: false,
+            then: Then::Keep,
         }
     }
 
