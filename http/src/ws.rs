@@ -14,7 +14,7 @@
 //! - **Keepalive**: [`Link::heartbeat`] sends a ping; a peer that sent nothing at all (no pong,
 //!   no message) by the next heartbeat is cut as idle.
 
-use std::io::{self, Cursor, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::time::Duration;
 
 use server_core::{AsBorrowedSocket, BorrowedSocket, Delimiting, Encoding, Link};
@@ -102,13 +102,27 @@ impl FrameCursor {
             }
             self.header.push(bytes[0]);
             bytes = &bytes[1..];
-            // Our own frames always parse; an error cannot happen on them.
-            if let Ok(Some((_, len))) = FrameHeader::parse(&mut Cursor::new(&self.header)) {
+            if let Some(len) = payload_length(&self.header) {
                 self.header.clear();
                 self.payload_left = len;
             }
         }
     }
+}
+
+/// The payload length an unmasked frame header announces, once `header` holds all of it: the
+/// 7-bit length, or 126 and 16 bits, or 127 and 64 bits (RFC 6455, 5.2).
+fn payload_length(header: &[u8]) -> Option<u64> {
+    let extra = match *header.get(1)? & 0x7f {
+        126 => 2,
+        127 => 8,
+        short => return Some(u64::from(short)),
+    };
+    (header.len() == 2 + extra).then(|| {
+        header[2..]
+            .iter()
+            .fold(0, |len, &b| len << 8 | u64::from(b))
+    })
 }
 
 /// The bytes tungstenite reads and writes: reads come from what the HTTP door already read, then
@@ -200,7 +214,8 @@ impl WsLink {
         io::Error::new(io::ErrorKind::InvalidData, format!("websocket: {reason}"))
     }
 
-    /// Writes own bytes while at a frame boundary, until none are left or the socket is full.
+    /// Hands own bytes to the inner link while at a frame boundary, until none are left or it
+    /// takes no more.
     fn write_own(&mut self) -> io::Result<()> {
         while !self.own.is_empty() && self.cursor.at_boundary() {
             match self.inner.send(&[IoSlice::new(&self.own)]) {
@@ -213,7 +228,7 @@ impl WsLink {
                 Err(e) => return Err(e),
             }
         }
-        self.inner.flush_own()
+        Ok(())
     }
 }
 
@@ -304,24 +319,19 @@ impl Link for WsLink {
         if self.cursor.at_boundary() && !self.own.is_empty() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        // With own bytes waiting, write no further than the end of the current frame.
-        let limit = match (self.own.is_empty(), self.cursor.to_frame_end()) {
-            (false, Some(left)) => usize::try_from(left).unwrap_or(usize::MAX),
-            _ => usize::MAX,
-        };
-        let mut limited: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
-        let mut room = limit;
-        for buf in bufs {
-            if room == 0 {
-                break;
+        // With own bytes waiting, write no further than the end of the current frame, which
+        // lies in the first slice: every queued chunk holds whole frames.
+        let n = match (self.own.is_empty(), self.cursor.to_frame_end()) {
+            (false, Some(left)) => {
+                let first = &bufs[0][..bufs[0]
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX))];
+                self.inner.send(&[IoSlice::new(first)])?
             }
-            let take = buf.len().min(room);
-            limited.push(IoSlice::new(&buf[..take]));
-            room -= take;
-        }
-        let n = self.inner.send(&limited)?;
+            _ => self.inner.send(bufs)?,
+        };
         let mut left = n;
-        for buf in &limited {
+        for buf in bufs {
             let take = buf.len().min(left);
             self.cursor.advance(&buf[..take]);
             left -= take;
@@ -334,7 +344,8 @@ impl Link for WsLink {
     }
 
     fn flush_own(&mut self) -> io::Result<()> {
-        self.write_own()
+        self.write_own()?;
+        self.inner.flush_own()
     }
 
     fn wants_write(&self) -> bool {
@@ -388,7 +399,7 @@ impl Drop for WsLink {
             self.closed = true;
             close_frame(CloseCode::Away, "", &mut self.own);
         }
-        let _ = self.write_own();
+        let _ = self.flush_own();
     }
 }
 
