@@ -102,19 +102,21 @@ impl Engine {
             if conn.cut.is_some() || !conn.member {
                 continue;
             }
-            if due <= now {
+            let due = if due > now {
+                due
+            } else {
                 if let Err(e) = conn.link.heartbeat() {
                     self.doomed
                         .mark(token, conn, DropReason::IdleTimeout, Some(e));
                     continue;
                 }
-                conn.beat = Some((every, now + every));
                 if conn.link.wants_write() && !conn.dirty {
                     conn.dirty = true;
                     self.dirty.push(token);
                 }
-            }
-            let due = conn.beat.map_or(now + every, |(_, at)| at);
+                now + every
+            };
+            conn.beat = Some((every, due));
             next = Some(next.map_or(due, |n| n.min(due)));
         }
         if let Some(at) = next {

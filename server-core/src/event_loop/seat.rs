@@ -50,7 +50,7 @@ impl Engine {
         let id = self.last_id + 1;
         let member = link.is_established();
         let now = self.now;
-        let heartbeat = link.heartbeat_interval();
+        let beat = link.heartbeat_interval().map(|every| (every, now + every));
         // A link handed over from a service door may hold input read before it joined.
         let buffered = link.has_buffered_input();
         let writing = link.wants_write();
@@ -59,7 +59,7 @@ impl Engine {
             Ok(Connection {
                 delimiting: link.delimiting(),
                 encoding: link.encoding(),
-                beat: link.heartbeat_interval().map(|every| (every, now + every)),
+                beat,
                 link,
                 sd,
                 id,
@@ -94,7 +94,7 @@ impl Engine {
                 if writing {
                     self.mark_dirty(token); // its own first bytes (a handshake's answer)
                 }
-                if let Some(every) = heartbeat {
+                if let Some((every, _)) = beat {
                     self.heartbeats += 1;
                     self.timers.sweep_within(now, every);
                 }
