@@ -165,17 +165,10 @@ pub(crate) fn scenarios(
         }
     }
     if wants(Which::Latency) {
-        let interval = Duration::from_micros(cli.probe_interval_us.max(1));
+        let interval = probe_interval(cli);
         out.push(Scenario::Room {
             id: "latency-light".into(),
-            spec: RoomSpec {
-                senders: 0,
-                probe: Some(Probe {
-                    interval,
-                    count: Some(cli.probes.unwrap_or(if q { 300 } else { 3_000 })),
-                }),
-                ..base.clone()
-            },
+            spec: light_load(cli, &base),
             ceiling: true,
             cluster: false,
         });
@@ -248,7 +241,7 @@ pub(crate) fn scenarios(
 /// of the 99 streams each sender's bytes go to, 89 go to web clients (100 clients, 10 senders).
 pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
     let q = cli.quick;
-    let interval = Duration::from_micros(cli.probe_interval_us.max(1));
+    let interval = probe_interval(cli);
     let loaded = Some(Probe {
         interval,
         count: None,
@@ -281,17 +274,7 @@ pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
                 ..base.clone()
             },
         ),
-        web(
-            "web-latency",
-            RoomSpec {
-                senders: 0,
-                probe: Some(Probe {
-                    interval,
-                    count: Some(cli.probes.unwrap_or(if q { 300 } else { 3_000 })),
-                }),
-                ..base.clone()
-            },
-        ),
+        web("web-latency", light_load(cli, base)),
     ]
 }
 
@@ -302,7 +285,7 @@ pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
 /// sized to send each reader less than that (bursts, not a sustained saturation).
 pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
     let q = cli.quick;
-    let interval = Duration::from_micros(cli.probe_interval_us.max(1));
+    let interval = probe_interval(cli);
     let room = |id: &str, spec: RoomSpec| Scenario::Room {
         id: id.into(),
         spec,
@@ -328,17 +311,7 @@ pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
                 ..base.clone()
             },
         ),
-        room(
-            "latency-light-cluster",
-            RoomSpec {
-                senders: 0,
-                probe: Some(Probe {
-                    interval,
-                    count: Some(cli.probes.unwrap_or(if q { 300 } else { 3_000 })),
-                }),
-                ..base.clone()
-            },
-        ),
+        room("latency-light-cluster", light_load(cli, base)),
         room(
             "latency-loaded-cluster",
             RoomSpec {
@@ -354,6 +327,24 @@ pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
             },
         ),
     ]
+}
+
+/// The probe alone in the room: `--probes` probes (3,000; 300 with `--quick`) at the probe
+/// interval, for the light-load latency runs.
+fn light_load(cli: &Cli, base: &RoomSpec) -> RoomSpec {
+    RoomSpec {
+        senders: 0,
+        probe: Some(Probe {
+            interval: probe_interval(cli),
+            count: Some(cli.probes.unwrap_or(if cli.quick { 300 } else { 3_000 })),
+        }),
+        ..base.clone()
+    }
+}
+
+/// The time between two probes (`--probe-interval-us`, at least 1 µs).
+fn probe_interval(cli: &Cli) -> Duration {
+    Duration::from_micros(cli.probe_interval_us.max(1))
 }
 
 /// Pattern senders behind the probe in a loaded latency run: one fewer than the fan-outs use
