@@ -343,7 +343,8 @@ fn option_mistake(line: &str) -> String {
     format!("server: {line}\n{USAGE} [OPTIONS]")
 }
 
-/// `invalid value "x" for --opt (expected one of: ...)`, or `None` for the port.
+/// `invalid value "x" for --opt (expected one of: ...)` or `invalid value "x" for --opt: why`,
+/// or `None` for the port.
 fn bad_value(e: &clap::Error) -> Option<String> {
     let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
         return None;
@@ -359,7 +360,9 @@ fn bad_value(e: &clap::Error) -> Option<String> {
         Some(ContextValue::Strings(v)) => format!(" (expected one of: {})", v.join(", ")),
         _ => String::new(),
     };
-    Some(format!("invalid value{value} for {arg}{valid}"))
+    // What our own value parsers said (`must be at least 1 byte`...).
+    let why = std::error::Error::source(e).map_or_else(String::new, |why| format!(": {why}"));
+    Some(format!("invalid value{value} for {arg}{valid}{why}"))
 }
 
 /// The [`NEEDS`] message of the first option given without what it needs. clap's error names

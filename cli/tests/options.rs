@@ -175,6 +175,13 @@ fn every_bad_option_value_names_the_option_and_exits_1() {
         (&["--burst", "16KiB"], "--burst"),
         (&["--keepalive", "-1"], "--keepalive"),
         (&["--idle-timeout", "0"], "--idle-timeout"),
+        (
+            &["--http", "8222", "--ws-max-message", "70000"],
+            "--ws-max-message",
+        ),
+        (&["--http", "8222", "--ws-ping", "often"], "--ws-ping"),
+        (&["--ws-origin", "https://a.example"], "--ws-origin"),
+        (&["--no-web"], "--no-web"),
     ];
     for (args, option) in cases {
         let mut all = args.to_vec();
@@ -189,6 +196,21 @@ fn every_bad_option_value_names_the_option_and_exits_1() {
             "{args:?}: {output}"
         );
         assert_eq!(lines[1], "Usage: server <port> [OPTIONS]", "{args:?}");
+    }
+    // A value our own parser refuses says why, not only that it is invalid.
+    for (args, why) in [
+        (["--max-pending", "0"], "must be at least 1 byte"),
+        (["--ws-max-message", "70000"], "must be at most 65535 bytes"),
+        (
+            ["--lag-grace", "soon"],
+            "\"soon\" is not a number of seconds",
+        ),
+    ] {
+        let mut server =
+            ServerProcess::spawn(bin(), &[args[0], args[1], "--http", "8222", "9000"], &[]);
+        let (status, output) = server.wait_exit();
+        assert_eq!(status.code(), Some(1), "{args:?}: {output}");
+        assert!(output.contains(why), "{args:?}: {output}");
     }
 }
 
