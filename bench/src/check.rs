@@ -59,6 +59,8 @@ pub(crate) struct StreamCheck {
     demux: Demux,
     /// Pattern bytes this receiver must get in total.
     expected: usize,
+    /// Pattern bytes each sender sends.
+    per_sender: usize,
     /// `Some` when this receiver must also decode probes (a probe sender exists and it is not
     /// this receiver).
     probe: Option<ProbeDecoder>,
@@ -73,6 +75,7 @@ impl StreamCheck {
         StreamCheck {
             demux: Demux::expecting(senders, me, per_sender),
             expected: others * per_sender,
+            per_sender,
             probe: probes.then(ProbeDecoder::default),
         }
     }
@@ -120,6 +123,12 @@ impl StreamCheck {
             rest = &rest[run..];
         }
         Ok(())
+    }
+
+    /// Whether every byte of some sender has arrived here: the relay has read all that sender
+    /// had to send, so from now on fewer senders load it.
+    pub(crate) fn a_sender_complete(&self) -> bool {
+        self.per_sender > 0 && self.demux.seen.contains(&self.per_sender)
     }
 
     /// Pattern bytes received so far.

@@ -165,7 +165,6 @@ pub(crate) fn scenarios(
         }
     }
     if wants(Which::Latency) {
-        let interval = probe_interval(cli);
         out.push(Scenario::Room {
             id: "latency-light".into(),
             spec: light_load(cli, &base),
@@ -178,10 +177,7 @@ pub(crate) fn scenarios(
                 senders: background_senders(cli),
                 size: 64,
                 messages: if q { 5_000 } else { 100_000 },
-                probe: Some(Probe {
-                    interval,
-                    count: None,
-                }),
+                probe: loaded_probe(cli),
                 ..base.clone()
             },
             ceiling: true,
@@ -241,11 +237,7 @@ pub(crate) fn scenarios(
 /// of the 99 streams each sender's bytes go to, 89 go to web clients (100 clients, 10 senders).
 pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
     let q = cli.quick;
-    let interval = probe_interval(cli);
-    let loaded = Some(Probe {
-        interval,
-        count: None,
-    });
+    let loaded = loaded_probe(cli);
     // The probe takes one of the pattern's 16 sender nibbles.
     let senders = cli.senders.min(check::MAX_PATTERN_SENDERS_WITH_PROBE);
     let web = |id: &str, spec: RoomSpec| Scenario::Web {
@@ -285,7 +277,6 @@ pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
 /// sized to send each reader less than that (bursts, not a sustained saturation).
 pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
     let q = cli.quick;
-    let interval = probe_interval(cli);
     let room = |id: &str, spec: RoomSpec| Scenario::Room {
         id: id.into(),
         spec,
@@ -319,10 +310,7 @@ pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
                 size: 64,
                 // 9 senders x 25,000 x 64 B: 13.7 MiB for each reader.
                 messages: if q { 5_000 } else { 25_000 },
-                probe: Some(Probe {
-                    interval,
-                    count: None,
-                }),
+                probe: loaded_probe(cli),
                 ..base.clone()
             },
         ),
@@ -337,9 +325,25 @@ fn light_load(cli: &Cli, base: &RoomSpec) -> RoomSpec {
         probe: Some(Probe {
             interval: probe_interval(cli),
             count: Some(cli.probes.unwrap_or(if cli.quick { 300 } else { 3_000 })),
+            warmup: Duration::ZERO,
         }),
         ..base.clone()
     }
+}
+
+/// The probe beside a background load: until every reader has every pattern byte, its
+/// percentiles over the steady window after `--warmup-ms` (500 ms; none with `--quick`).
+fn loaded_probe(cli: &Cli) -> Option<Probe> {
+    Some(Probe {
+        interval: probe_interval(cli),
+        count: None,
+        warmup: warmup(cli),
+    })
+}
+
+/// The start of a loaded run left out of its percentiles (`--warmup-ms`).
+pub(crate) fn warmup(cli: &Cli) -> Duration {
+    Duration::from_millis(cli.warmup_ms.unwrap_or(if cli.quick { 0 } else { 500 }))
 }
 
 /// The time between two probes (`--probe-interval-us`, at least 1 µs).

@@ -200,15 +200,30 @@ pub(crate) fn fill_room(record: &mut Record, spec: &RoomSpec, o: &RoomOutcome) {
         record.deliveries_per_sec = Some((o.pattern_bytes / spec.size as u64) as f64 / o.secs);
         record.mib_per_sec = Some(o.pattern_bytes as f64 / MIB / o.secs);
     }
-    if spec.probe.is_some() {
-        record.latency_samples = Some(o.latencies_ns.len());
+    if let Some(probe) = spec.probe {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        record.latency_samples = Some(o.steady_ns.len());
         record.probes_sent = Some(o.probes_sent);
-        if let Some([p50, p99, p999, max]) = o.latencies_ns.summary() {
-            let us = |ns: u64| ns as f64 / 1000.0;
+        if let Some([p50, p99, p999, max]) = o.steady_ns.summary() {
             record.p50_us = Some(us(p50));
             record.p99_us = Some(us(p99));
             record.p999_us = Some(us(p999));
             record.max_us = Some(us(max));
+        }
+        if spec.senders > 0 {
+            record.warmup_ms = Some(probe.warmup.as_secs_f64() * 1000.0);
+            record.whole_run_samples = Some(o.latencies_ns.len());
+            if let Some([_, p99, _, max]) = o.latencies_ns.summary() {
+                record.whole_run_p99_us = Some(us(p99));
+                record.whole_run_max_us = Some(us(max));
+                if o.steady_ns.len() == 0 && record.status == RunStatus::Ok {
+                    record.detail = Some(format!(
+                        "no probe in the steady window: the background ended before the \
+                         {:.0} ms warm-up did (--warmup-ms)",
+                        probe.warmup.as_secs_f64() * 1000.0
+                    ));
+                }
+            }
         }
     }
     record.slow_reader_cut = o.slow_cut;

@@ -30,10 +30,15 @@ pub(super) fn drive(
         senders_done: AtomicUsize::new(0),
         patterns_complete: AtomicUsize::new(0),
         probes_total: AtomicU64::new(u64::MAX),
+        background_ended_ns: AtomicU64::new(u64::MAX),
     });
     let plan = Plan {
         deadline,
         t0: Instant::now(),
+        steady_from_ns: match spec.probe {
+            Some(p) if spec.senders > 0 => p.warmup.as_nanos() as u64,
+            _ => 0,
+        },
     };
     let probe_index = spec.probe.map(|_| spec.senders);
     let per_sender = spec.size * spec.messages;
@@ -81,6 +86,7 @@ pub(super) fn drive(
             sock,
             check,
             latencies: Latencies::default(),
+            steady: Latencies::default(),
             pattern_done,
             error: None,
             finished: false,
@@ -155,7 +161,7 @@ pub(super) fn drive(
 
     let mut pattern_bytes = 0u64;
     let mut last_done = began;
-    let mut latencies = Latencies::default();
+    let (mut latencies, mut steady) = (Latencies::default(), Latencies::default());
     for (i, r) in readers.iter_mut().enumerate() {
         pattern_bytes += r.check.pattern_bytes() as u64;
         if let Some(done) = r.pattern_done {
@@ -170,6 +176,7 @@ pub(super) fn drive(
             ));
         }
         latencies.add(&r.latencies);
+        steady.add(&r.steady);
     }
     drop(readers);
     let slow_cut = (!slow.is_empty()).then(|| slow.into_iter().all(|c| drained_to_close(c.tcp)));
@@ -203,6 +210,7 @@ pub(super) fn drive(
         secs: window.as_secs_f64().max(1e-9),
         pattern_bytes,
         latencies_ns: latencies,
+        steady_ns: steady,
         probes_sent,
         server_cpu,
         tool_cpu,

@@ -76,6 +76,12 @@ pub(crate) struct Probe {
     pub(crate) interval: Duration,
     /// How many to send; `None`: until every reader has every pattern byte (at least one).
     pub(crate) count: Option<u64>,
+    /// Under a background load, probes sent before this much time has passed since the start
+    /// are left out of the run's percentiles (as are probes sent once a reader had every byte of
+    /// some pattern sender): every relay then reports the same part of the load, its steady state, however
+    /// long it took to start or how soon it ends. Every probe still counts in the whole-run
+    /// figures and is still checked.
+    pub(crate) warmup: Duration,
 }
 
 /// One run's shape.
@@ -179,6 +185,9 @@ pub(crate) struct RoomOutcome {
     pub(crate) pattern_bytes: u64,
     /// One sample per probe per reader, in nanoseconds.
     pub(crate) latencies_ns: Latencies,
+    /// The samples of the probes sent in the steady window (see [`Probe::warmup`]); with no
+    /// pattern senders, every sample.
+    pub(crate) steady_ns: Latencies,
     /// Probe messages sent.
     pub(crate) probes_sent: u64,
     /// The relay's CPU time over the window.
@@ -200,6 +209,7 @@ impl RoomOutcome {
             secs: 0.0,
             pattern_bytes: 0,
             latencies_ns: Latencies::default(),
+            steady_ns: Latencies::default(),
             probes_sent: 0,
             server_cpu: None,
             tool_cpu: None,
@@ -220,6 +230,10 @@ pub(super) struct Shared {
     pub(super) patterns_complete: AtomicUsize,
     /// How many probes were sent, once the probe sender has stopped; `u64::MAX` before.
     pub(super) probes_total: AtomicU64,
+    /// When (in nanoseconds since [`Plan::t0`]) a reader first had every byte of some pattern
+    /// sender: the relay had read all that sender sent, and fewer senders load it from then on.
+    /// The end of the steady window; `u64::MAX` before.
+    pub(super) background_ended_ns: AtomicU64,
 }
 
 /// What a receiver thread needs to know.
@@ -228,6 +242,17 @@ pub(super) struct Plan {
     pub(super) deadline: Instant,
     /// Probe timestamps count from here.
     pub(super) t0: Instant,
+    /// Where the steady window starts, in nanoseconds since `t0` (the probe's warm-up; 0 with
+    /// no pattern senders).
+    pub(super) steady_from_ns: u64,
+}
+
+impl Plan {
+    /// Whether a probe sent at `ts` (nanoseconds since `t0`) is in the steady window, given
+    /// when the background ended (`u64::MAX` while it runs).
+    pub(super) fn in_steady_window(&self, ts: u64, background_ended_ns: u64) -> bool {
+        ts >= self.steady_from_ns && ts < background_ended_ns
+    }
 }
 
 /// One reader's end state.
@@ -236,6 +261,8 @@ pub(super) struct Reader {
     pub(super) sock: Client,
     pub(super) check: StreamCheck,
     pub(super) latencies: Latencies,
+    /// The samples in the steady window.
+    pub(super) steady: Latencies,
     pub(super) pattern_done: Option<Instant>,
     pub(super) error: Option<String>,
     pub(super) finished: bool,

@@ -99,15 +99,26 @@ pub(super) fn receive(mut readers: Vec<Reader>, plan: Plan, shared: &Shared) -> 
                         let at = Instant::now();
                         shared.received.fetch_add(n as u64, Ordering::Relaxed);
                         let now_ns = (at - plan.t0).as_nanos() as u64;
-                        let latencies = &mut r.latencies;
-                        if let Err(e) = r
-                            .check
-                            .feed(&buf[..n], |ts| latencies.record(now_ns.saturating_sub(ts)))
-                        {
+                        let (latencies, steady) = (&mut r.latencies, &mut r.steady);
+                        // A probe sent after the background ended is counted as steady only if
+                        // read before that moment was stored (a few instructions later).
+                        let ended = shared.background_ended_ns.load(Ordering::Acquire);
+                        if let Err(e) = r.check.feed(&buf[..n], |ts| {
+                            let ns = now_ns.saturating_sub(ts);
+                            latencies.record(ns);
+                            if plan.in_steady_window(ts, ended) {
+                                steady.record(ns);
+                            }
+                        }) {
                             r.error = Some(e);
                             shared.abort.store(true, Ordering::Relaxed);
                             finish(&mut backend, r, k, &mut registered, &mut live);
                             break;
+                        }
+                        if ended == u64::MAX && r.check.a_sender_complete() {
+                            shared
+                                .background_ended_ns
+                                .fetch_min(now_ns, Ordering::Release);
                         }
                         if r.pattern_done.is_none() && r.check.pattern_complete() {
                             r.pattern_done = Some(at);

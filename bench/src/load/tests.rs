@@ -63,6 +63,7 @@ fn a_tls_room_relays_completely_with_probes() {
         probe: Some(Probe {
             interval: Duration::from_millis(1),
             count: None,
+            warmup: Duration::ZERO,
         }),
         tls: Some(pki.client.clone()),
         ..spec(6, 3, 5000, 40)
@@ -146,6 +147,7 @@ fn a_room_with_web_receivers_relays_completely_with_probes() {
             probe: Some(Probe {
                 interval: Duration::from_millis(1),
                 count: None,
+                warmup: Duration::ZERO,
             }),
             web: Some(server.http),
             ..spec(7, 2, size, messages)
@@ -202,22 +204,73 @@ fn probes_reach_every_other_client_with_and_without_background() {
     light.probe = Some(Probe {
         interval: Duration::from_micros(200),
         count: Some(50),
+        warmup: Duration::ZERO,
     });
     let o = run_on(Mangle::None, &light);
     assert_eq!(o.status, Status::Ok);
     assert_eq!(o.probes_sent, 50);
     assert_eq!(o.latencies_ns.len(), 50 * 4);
+    assert_eq!(
+        o.steady_ns.len(),
+        50 * 4,
+        "with no background every probe counts"
+    );
 
     let mut loaded = spec(5, 2, 64, 2_000);
     loaded.probe = Some(Probe {
         interval: Duration::from_micros(100),
         count: None,
+        warmup: Duration::ZERO,
     });
     let o = run_on(Mangle::None, &loaded);
     assert_eq!(o.status, Status::Ok);
     assert!(o.probes_sent >= 1);
     assert_eq!(o.latencies_ns.len(), o.probes_sent * 4);
+    assert!(o.steady_ns.len() <= o.latencies_ns.len());
     assert_eq!(o.pattern_bytes, loaded.expected_bytes());
+}
+
+/// A warm-up longer than the whole run leaves no probe in the steady window: the run is still
+/// checked and its whole-run figures recorded, the percentiles are absent and the record says
+/// why.
+#[test]
+fn a_warm_up_longer_than_the_run_leaves_the_steady_window_empty() {
+    let mut loaded = spec(5, 2, 64, 2_000);
+    loaded.probe = Some(Probe {
+        interval: Duration::from_micros(100),
+        count: None,
+        warmup: Duration::from_secs(3600),
+    });
+    let o = run_on(Mangle::None, &loaded);
+    assert_eq!(o.status, Status::Ok);
+    assert!(o.latencies_ns.len() >= 4, "every probe is still sampled");
+    assert_eq!(o.steady_ns.len(), 0);
+
+    let mut record = crate::report::Record::default();
+    crate::record::fill_room(&mut record, &loaded, &o);
+    assert_eq!(record.status, crate::report::RunStatus::Ok);
+    assert_eq!((record.latency_samples, record.p99_us), (Some(0), None));
+    assert_eq!(record.whole_run_samples, Some(o.latencies_ns.len()));
+    assert!(record.whole_run_p99_us.is_some());
+    assert_eq!(record.warmup_ms, Some(3_600_000.0));
+    let detail = record.detail.unwrap_or_default();
+    assert!(detail.contains("no probe in the steady window"), "{detail}");
+}
+
+#[test]
+fn the_steady_window_runs_from_the_warm_up_until_the_background_ends() {
+    let plan = Plan {
+        deadline: Instant::now(),
+        t0: Instant::now(),
+        steady_from_ns: 500,
+    };
+    assert!(!plan.in_steady_window(499, u64::MAX), "still warming up");
+    assert!(plan.in_steady_window(500, u64::MAX));
+    assert!(plan.in_steady_window(10_000, 10_001));
+    assert!(
+        !plan.in_steady_window(10_001, 10_001),
+        "sent once the background had ended"
+    );
 }
 
 #[test]
@@ -262,6 +315,7 @@ fn spec_rejects_impossible_rooms() {
     s.probe = Some(Probe {
         interval: Duration::from_millis(1),
         count: None,
+        warmup: Duration::ZERO,
     });
     assert!(
         s.check().is_err(),
