@@ -61,11 +61,16 @@ pub(crate) struct Cli {
     #[arg(long, default_value_t = 1000)]
     pub(crate) probe_interval_us: u64,
     /// Under a background load (latency-loaded, web, cluster), the percentiles cover the probes
-    /// sent after this many milliseconds and before any reader had all of one sender's bytes:
-    /// the load's steady state, the same part of it for every relay. The whole run's p99 and
-    /// maximum are reported beside them [default: 500, quick 0].
+    /// sent in a steady window: --window-ms long, after this many milliseconds, and never once
+    /// a reader had all of one sender's bytes. Every relay is measured over the same stretch of
+    /// its steady state; the whole run's p99 and maximum are reported beside them [default:
+    /// 500, quick 0].
     #[arg(long, value_name = "MS")]
     pub(crate) warmup_ms: Option<u64>,
+    /// The steady window's length (see --warmup-ms); a run whose background ends sooner reports
+    /// the shorter window it had.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub(crate) window_ms: u64,
     /// Idle clients in the scale runs [default: 1000,10000; quick 200,2000]. Runs above a relay's
     /// descriptor limit (select, ncat: 1,024) are skipped.
     #[arg(long, value_delimiter = ',')]

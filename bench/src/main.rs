@@ -191,16 +191,18 @@ fn run(cli: &Cli) -> Result<bool, String> {
 
     std::fs::create_dir_all(cli.out.join("logs"))
         .map_err(|e| format!("cannot create {}: {e}", cli.out.display()))?;
+    let (warmup, window) = plan::steady_window(cli);
     let header = format!(
         "{}; ncat: {}; {} cores; {}; {} receiver threads; descriptor limit {nofile}; \
-         latency under load over the steady window after a {} ms warm-up; {}",
+         latency under load: probes sent {} ms to {} ms after the start; {}",
         version,
         ncat.as_ref()
             .map_or("not run".into(), |p| p.display().to_string()),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if cli.quick { "--quick" } else { "standard set" },
         cli.receiver_threads,
-        plan::warmup(cli).as_millis(),
+        warmup.as_millis(),
+        (warmup + window).as_millis(),
         unix_time_note(),
     );
     eprintln!("chat-bench: {header}");

@@ -176,7 +176,9 @@ pub(crate) fn scenarios(
             spec: RoomSpec {
                 senders: background_senders(cli),
                 size: 64,
-                messages: if q { 5_000 } else { 100_000 },
+                // 9 senders x 200,000 x 64 B: our server needs about 3 s, so the steady window
+                // (0.5-1.5 s) lies well inside the load; ncat about 9 s.
+                messages: if q { 5_000 } else { 200_000 },
                 probe: loaded_probe(cli),
                 ..base.clone()
             },
@@ -326,24 +328,32 @@ fn light_load(cli: &Cli, base: &RoomSpec) -> RoomSpec {
             interval: probe_interval(cli),
             count: Some(cli.probes.unwrap_or(if cli.quick { 300 } else { 3_000 })),
             warmup: Duration::ZERO,
+            window: Duration::MAX,
         }),
         ..base.clone()
     }
 }
 
 /// The probe beside a background load: until every reader has every pattern byte, its
-/// percentiles over the steady window after `--warmup-ms` (500 ms; none with `--quick`).
+/// percentiles over the steady window: `--window-ms` after `--warmup-ms`.
 fn loaded_probe(cli: &Cli) -> Option<Probe> {
+    let (warmup, window) = steady_window(cli);
     Some(Probe {
         interval: probe_interval(cli),
         count: None,
-        warmup: warmup(cli),
+        warmup,
+        window,
     })
 }
 
-/// The start of a loaded run left out of its percentiles (`--warmup-ms`).
-pub(crate) fn warmup(cli: &Cli) -> Duration {
-    Duration::from_millis(cli.warmup_ms.unwrap_or(if cli.quick { 0 } else { 500 }))
+/// The warm-up left out of a loaded run's percentiles (`--warmup-ms`: 500 ms, none with
+/// `--quick`) and the window they cover after it (`--window-ms`: 1 s).
+pub(crate) fn steady_window(cli: &Cli) -> (Duration, Duration) {
+    let warmup = cli.warmup_ms.unwrap_or(if cli.quick { 0 } else { 500 });
+    (
+        Duration::from_millis(warmup),
+        Duration::from_millis(cli.window_ms.max(1)),
+    )
 }
 
 /// The time between two probes (`--probe-interval-us`, at least 1 µs).

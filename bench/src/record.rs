@@ -212,6 +212,7 @@ pub(crate) fn fill_room(record: &mut Record, spec: &RoomSpec, o: &RoomOutcome) {
         }
         if spec.senders > 0 {
             record.warmup_ms = Some(probe.warmup.as_secs_f64() * 1000.0);
+            record.steady_window_secs = o.steady_secs;
             record.whole_run_samples = Some(o.latencies_ns.len());
             if let Some([_, p99, _, max]) = o.latencies_ns.summary() {
                 record.whole_run_p99_us = Some(us(p99));

@@ -82,8 +82,10 @@ pub(crate) struct Record {
     pub(crate) p99_us: Option<f64>,
     pub(crate) p999_us: Option<f64>,
     pub(crate) max_us: Option<f64>,
-    /// Under a background load: the warm-up left out of the percentiles above, in milliseconds.
+    /// Under a background load: the warm-up left out of the percentiles above, in milliseconds,
+    /// and how long the steady window after it lasted, in seconds.
     pub(crate) warmup_ms: Option<f64>,
+    pub(crate) steady_window_secs: Option<f64>,
     /// Under a background load: every probe's samples, warm-up and end included.
     pub(crate) whole_run_samples: Option<u64>,
     pub(crate) whole_run_p99_us: Option<f64>,
@@ -184,6 +186,7 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
                 "samples",
                 r.latency_samples.map_or("-".into(), |n| n.to_string()),
             ));
+            c.push(("window s", opt(r.steady_window_secs, 2)));
             c.push(("whole-run p99 µs", opt(shown(r.whole_run_p99_us), 0)));
             c.push(("secs", opt(r.secs, 2)));
             c.push(("verified", if r.verified { "yes" } else { "no" }.into()));
@@ -199,6 +202,7 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
                 r.latency_samples.map_or("-".into(), |n| n.to_string()),
             ));
             c.push(("bg deliveries/s", big(shown(r.deliveries_per_sec))));
+            c.push(("window s", opt(r.steady_window_secs, 2)));
             c.push(("whole-run p99 µs", opt(shown(r.whole_run_p99_us), 0)));
         }
         "scale" => {

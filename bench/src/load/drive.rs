@@ -35,10 +35,16 @@ pub(super) fn drive(
     let plan = Plan {
         deadline,
         t0: Instant::now(),
-        steady_from_ns: match spec.probe {
-            Some(p) if spec.senders > 0 => p.warmup.as_nanos() as u64,
-            _ => 0,
+        steady_from_ns: 0,
+        steady_until_ns: u64::MAX,
+    };
+    let plan = match spec.probe {
+        Some(p) if spec.senders > 0 => Plan {
+            steady_from_ns: p.warmup.as_nanos() as u64,
+            steady_until_ns: (p.warmup + p.window).as_nanos() as u64,
+            ..plan
         },
+        _ => plan,
     };
     let probe_index = spec.probe.map(|_| spec.senders);
     let per_sender = spec.size * spec.messages;
@@ -211,6 +217,7 @@ pub(super) fn drive(
         pattern_bytes,
         latencies_ns: latencies,
         steady_ns: steady,
+        steady_secs: plan.steady_secs(shared.background_ended_ns.load(Ordering::Acquire)),
         probes_sent,
         server_cpu,
         tool_cpu,

@@ -76,12 +76,15 @@ pub(crate) struct Probe {
     pub(crate) interval: Duration,
     /// How many to send; `None`: until every reader has every pattern byte (at least one).
     pub(crate) count: Option<u64>,
-    /// Under a background load, probes sent before this much time has passed since the start
-    /// are left out of the run's percentiles (as are probes sent once a reader had every byte of
-    /// some pattern sender): every relay then reports the same part of the load, its steady state, however
-    /// long it took to start or how soon it ends. Every probe still counts in the whole-run
+    /// Under a background load, the run's percentiles cover the probes sent in the steady
+    /// window: from `warmup` after the start, for `window`, and never once a reader had every
+    /// byte of some pattern sender (fewer senders load the relay from then on). Every relay is
+    /// then measured over the same stretch of its steady state, however long it took to start
+    /// and however soon a faster one finishes. Every probe still counts in the whole-run
     /// figures and is still checked.
     pub(crate) warmup: Duration,
+    /// The steady window's length (see `warmup`).
+    pub(crate) window: Duration,
 }
 
 /// One run's shape.
@@ -188,6 +191,9 @@ pub(crate) struct RoomOutcome {
     /// The samples of the probes sent in the steady window (see [`Probe::warmup`]); with no
     /// pattern senders, every sample.
     pub(crate) steady_ns: Latencies,
+    /// How long the steady window lasted, in seconds (shorter than asked for when the background
+    /// ended first); `None` with no pattern senders.
+    pub(crate) steady_secs: Option<f64>,
     /// Probe messages sent.
     pub(crate) probes_sent: u64,
     /// The relay's CPU time over the window.
@@ -210,6 +216,7 @@ impl RoomOutcome {
             pattern_bytes: 0,
             latencies_ns: Latencies::default(),
             steady_ns: Latencies::default(),
+            steady_secs: None,
             probes_sent: 0,
             server_cpu: None,
             tool_cpu: None,
@@ -242,16 +249,27 @@ pub(super) struct Plan {
     pub(super) deadline: Instant,
     /// Probe timestamps count from here.
     pub(super) t0: Instant,
-    /// Where the steady window starts, in nanoseconds since `t0` (the probe's warm-up; 0 with
-    /// no pattern senders).
+    /// The steady window, `steady_from_ns..steady_until_ns` in nanoseconds since `t0`:
+    /// `0..u64::MAX` with no pattern senders.
     pub(super) steady_from_ns: u64,
+    pub(super) steady_until_ns: u64,
 }
 
 impl Plan {
     /// Whether a probe sent at `ts` (nanoseconds since `t0`) is in the steady window, given
     /// when the background ended (`u64::MAX` while it runs).
     pub(super) fn in_steady_window(&self, ts: u64, background_ended_ns: u64) -> bool {
-        ts >= self.steady_from_ns && ts < background_ended_ns
+        ts >= self.steady_from_ns && ts < self.steady_until_ns.min(background_ended_ns)
+    }
+
+    /// How long the steady window lasted, given when the background ended; `None` with no
+    /// pattern senders (no window: every probe counts).
+    pub(super) fn steady_secs(&self, background_ended_ns: u64) -> Option<f64> {
+        if self.steady_until_ns == u64::MAX {
+            return None;
+        }
+        let end = self.steady_until_ns.min(background_ended_ns);
+        Some(end.saturating_sub(self.steady_from_ns) as f64 / 1e9)
     }
 }
 

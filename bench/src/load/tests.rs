@@ -64,6 +64,7 @@ fn a_tls_room_relays_completely_with_probes() {
             interval: Duration::from_millis(1),
             count: None,
             warmup: Duration::ZERO,
+            window: Duration::from_secs(3600),
         }),
         tls: Some(pki.client.clone()),
         ..spec(6, 3, 5000, 40)
@@ -148,6 +149,7 @@ fn a_room_with_web_receivers_relays_completely_with_probes() {
                 interval: Duration::from_millis(1),
                 count: None,
                 warmup: Duration::ZERO,
+                window: Duration::from_secs(3600),
             }),
             web: Some(server.http),
             ..spec(7, 2, size, messages)
@@ -205,6 +207,7 @@ fn probes_reach_every_other_client_with_and_without_background() {
         interval: Duration::from_micros(200),
         count: Some(50),
         warmup: Duration::ZERO,
+        window: Duration::from_secs(3600),
     });
     let o = run_on(Mangle::None, &light);
     assert_eq!(o.status, Status::Ok);
@@ -221,6 +224,7 @@ fn probes_reach_every_other_client_with_and_without_background() {
         interval: Duration::from_micros(100),
         count: None,
         warmup: Duration::ZERO,
+        window: Duration::from_secs(3600),
     });
     let o = run_on(Mangle::None, &loaded);
     assert_eq!(o.status, Status::Ok);
@@ -240,6 +244,7 @@ fn a_warm_up_longer_than_the_run_leaves_the_steady_window_empty() {
         interval: Duration::from_micros(100),
         count: None,
         warmup: Duration::from_secs(3600),
+        window: Duration::from_secs(3600),
     });
     let o = run_on(Mangle::None, &loaded);
     assert_eq!(o.status, Status::Ok);
@@ -253,6 +258,7 @@ fn a_warm_up_longer_than_the_run_leaves_the_steady_window_empty() {
     assert_eq!(record.whole_run_samples, Some(o.latencies_ns.len()));
     assert!(record.whole_run_p99_us.is_some());
     assert_eq!(record.warmup_ms, Some(3_600_000.0));
+    assert_eq!(record.steady_window_secs, Some(0.0));
     let detail = record.detail.unwrap_or_default();
     assert!(detail.contains("no probe in the steady window"), "{detail}");
 }
@@ -263,6 +269,7 @@ fn the_steady_window_runs_from_the_warm_up_until_the_background_ends() {
         deadline: Instant::now(),
         t0: Instant::now(),
         steady_from_ns: 500,
+        steady_until_ns: 20_000,
     };
     assert!(!plan.in_steady_window(499, u64::MAX), "still warming up");
     assert!(plan.in_steady_window(500, u64::MAX));
@@ -316,6 +323,7 @@ fn spec_rejects_impossible_rooms() {
         interval: Duration::from_millis(1),
         count: None,
         warmup: Duration::ZERO,
+        window: Duration::from_secs(3600),
     });
     assert!(
         s.check().is_err(),
