@@ -1,7 +1,8 @@
 //! The event loop: one turn at a time, in phases.
 //!
 //! A turn is: **wait** for readiness; read the clock once; **read and relay** (one read per
-//! readable connection, fan-out of what was read, messages from the uplink) while only *noting*
+//! readable connection, starting one event later each turn so that no sender is always first;
+//! fan-out of what was read, messages from the uplink) while only *noting*
 //! which doors have newcomers; **timers** (connections past a deadline are marked); **reap** the
 //! connections marked to leave; **admit** newcomers (after departures, so a full room that just
 //! emptied lets them in); **flush** every connection that got data; **stats**.
@@ -77,6 +78,9 @@ pub(crate) struct Engine {
     /// Advances at every turn that ends with the room clear: bytes read while it is held back
     /// are counted per sender within one epoch.
     clear_epoch: u64,
+    /// Where this turn's events start being handled: one place later each turn, so that no
+    /// member is always read first (see `turn`).
+    rotation: usize,
     /// Senders not read until their allowance refills (`--max-rate`).
     rate_waiting: Vec<Token>,
     /// Connections to flush in this turn's flush phase.
@@ -119,6 +123,7 @@ impl Engine {
             pace_counts: PaceCounts::default(),
             paused: Vec::new(),
             clear_epoch: 0,
+            rotation: 0,
             rate_waiting: Vec::new(),
             dirty: Vec::new(),
             doomed: Doomed::default(),
@@ -172,8 +177,15 @@ impl Engine {
             self.read_again = again; // keep the allocation
         }
         self.receive_from_uplink();
+        // The first read of a turn may take a whole read buffer before the room is held back,
+        // the later ones only a light sender's allowance; a backend that reports members in the
+        // same order at every wakeup (select: by descriptor) would give that first read to the
+        // same sender every time, so where handling starts moves on by one each turn.
         let events = std::mem::take(&mut self.events);
-        for event in &events {
+        let first = self.rotation % events.len().max(1);
+        self.rotation = self.rotation.wrapping_add(1);
+        let (before, from_first) = events.iter().as_slice().split_at(first);
+        for event in from_first.iter().chain(before) {
             trace!(
                 token = event.token.0,
                 readable = event.readable,
