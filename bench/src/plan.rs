@@ -177,7 +177,7 @@ pub(crate) fn scenarios(
                 senders: background_senders(cli),
                 size: 64,
                 // 9 senders x 200,000 x 64 B: our server needs about 3 s, so the steady window
-                // (0.5-1.5 s) lies well inside the load; ncat about 9 s.
+                // (0.5-1.5 s) lies well inside the load; ncat about 8 s.
                 messages: if q { 5_000 } else { 200_000 },
                 probe: loaded_probe(cli),
                 ..base.clone()

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::check::StreamCheck;
 use crate::client::Client;
@@ -38,10 +38,11 @@ pub(super) fn drive(
         steady_from_ns: 0,
         steady_until_ns: u64::MAX,
     };
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let plan = match spec.probe {
         Some(p) if spec.senders > 0 => Plan {
-            steady_from_ns: p.warmup.as_nanos() as u64,
-            steady_until_ns: (p.warmup + p.window).as_nanos() as u64,
+            steady_from_ns: nanos(p.warmup),
+            steady_until_ns: nanos(p.warmup.saturating_add(p.window)),
             ..plan
         },
         _ => plan,
