@@ -60,7 +60,7 @@ pub(crate) struct Cli {
     /// Microseconds between probe messages.
     #[arg(long, default_value_t = 1000)]
     pub(crate) probe_interval_us: u64,
-    /// Under a background load (latency-loaded, web, cluster), the percentiles cover the probes
+    /// Under a sustained background load (latency-loaded, web), the percentiles cover the probes
     /// sent in a steady window: --window-ms long, after this many milliseconds, and never once
     /// a reader had all of one sender's bytes. Every relay is measured over the same stretch of
     /// its steady state; the whole run's p99 and maximum are reported beside them [default:

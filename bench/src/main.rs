@@ -191,7 +191,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
 
     std::fs::create_dir_all(cli.out.join("logs"))
         .map_err(|e| format!("cannot create {}: {e}", cli.out.display()))?;
-    let (warmup, window) = plan::steady_window(cli);
+    let steady = plan::steady_window(cli);
     let header = format!(
         "{}; ncat: {}; {} cores; {}; {} receiver threads; descriptor limit {nofile}; \
          latency under load: probes sent {} ms to {} ms after the start; {}",
@@ -201,8 +201,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if cli.quick { "--quick" } else { "standard set" },
         cli.receiver_threads,
-        warmup.as_millis(),
-        (warmup + window).as_millis(),
+        steady.warmup.as_millis(),
+        steady.warmup.saturating_add(steady.window).as_millis(),
         unix_time_note(),
     );
     eprintln!("chat-bench: {header}");

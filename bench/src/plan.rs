@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::check;
 use crate::cli::{Cli, Which};
-use crate::load::{Probe, RoomSpec};
+use crate::load::{Probe, RoomSpec, Steady};
 use crate::targets::{self, Kind, Target};
 
 /// One scenario, fully sized.
@@ -179,7 +179,7 @@ pub(crate) fn scenarios(
                 // 9 senders x 200,000 x 64 B: our server needs about 3 s, so the steady window
                 // (0.5-1.5 s) lies well inside the load; ncat about 8 s.
                 messages: if q { 5_000 } else { 200_000 },
-                probe: loaded_probe(cli),
+                probe: background_probe(cli, Some(steady_window(cli))),
                 ..base.clone()
             },
             ceiling: true,
@@ -239,7 +239,7 @@ pub(crate) fn scenarios(
 /// of the 99 streams each sender's bytes go to, 89 go to web clients (100 clients, 10 senders).
 pub(crate) fn web_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
     let q = cli.quick;
-    let loaded = loaded_probe(cli);
+    let loaded = background_probe(cli, Some(steady_window(cli)));
     // The probe takes one of the pattern's 16 sender nibbles.
     let senders = cli.senders.min(check::MAX_PATTERN_SENDERS_WITH_PROBE);
     let web = |id: &str, spec: RoomSpec| Scenario::Web {
@@ -312,7 +312,9 @@ pub(crate) fn cluster_scenarios(cli: &Cli, base: &RoomSpec) -> Vec<Scenario> {
                 size: 64,
                 // 9 senders x 25,000 x 64 B: 13.7 MiB for each reader.
                 messages: if q { 5_000 } else { 25_000 },
-                probe: loaded_probe(cli),
+                // Bursts of well under a second: no steady state to single out, so every probe
+                // counts, as in the runs before the steady window.
+                probe: background_probe(cli, None),
                 ..base.clone()
             },
         ),
@@ -327,33 +329,30 @@ fn light_load(cli: &Cli, base: &RoomSpec) -> RoomSpec {
         probe: Some(Probe {
             interval: probe_interval(cli),
             count: Some(cli.probes.unwrap_or(if cli.quick { 300 } else { 3_000 })),
-            warmup: Duration::ZERO,
-            window: Duration::MAX,
+            steady: None,
         }),
         ..base.clone()
     }
 }
 
-/// The probe beside a background load: until every reader has every pattern byte, its
-/// percentiles over the steady window: `--window-ms` after `--warmup-ms`.
-fn loaded_probe(cli: &Cli) -> Option<Probe> {
-    let (warmup, window) = steady_window(cli);
+/// The probe beside a background load, until every reader has every pattern byte; with
+/// `steady`, its percentiles cover that window only.
+fn background_probe(cli: &Cli, steady: Option<Steady>) -> Option<Probe> {
     Some(Probe {
         interval: probe_interval(cli),
         count: None,
-        warmup,
-        window,
+        steady,
     })
 }
 
-/// The warm-up left out of a loaded run's percentiles (`--warmup-ms`: 500 ms, none with
-/// `--quick`) and the window they cover after it (`--window-ms`: 1 s).
-pub(crate) fn steady_window(cli: &Cli) -> (Duration, Duration) {
+/// A loaded run's steady window: `--window-ms` (1 s) after `--warmup-ms` (500 ms, none with
+/// `--quick`).
+pub(crate) fn steady_window(cli: &Cli) -> Steady {
     let warmup = cli.warmup_ms.unwrap_or(if cli.quick { 0 } else { 500 });
-    (
-        Duration::from_millis(warmup),
-        Duration::from_millis(cli.window_ms.max(1)),
-    )
+    Steady {
+        warmup: Duration::from_millis(warmup),
+        window: Duration::from_millis(cli.window_ms.max(1)),
+    }
 }
 
 /// The time between two probes (`--probe-interval-us`, at least 1 µs).

@@ -210,8 +210,8 @@ pub(crate) fn fill_room(record: &mut Record, spec: &RoomSpec, o: &RoomOutcome) {
             record.p999_us = Some(us(p999));
             record.max_us = Some(us(max));
         }
-        if spec.senders > 0 {
-            record.warmup_ms = Some(probe.warmup.as_secs_f64() * 1000.0);
+        if let Some(steady) = probe.steady.filter(|_| spec.senders > 0) {
+            record.warmup_ms = Some(steady.warmup.as_secs_f64() * 1000.0);
             record.steady_window_secs = o.steady_secs;
             record.whole_run_samples = Some(o.latencies_ns.len());
             if let Some([_, p99, _, max]) = o.latencies_ns.summary() {
@@ -221,7 +221,7 @@ pub(crate) fn fill_room(record: &mut Record, spec: &RoomSpec, o: &RoomOutcome) {
                     record.detail = Some(format!(
                         "no probe in the steady window: the background ended before the \
                          {:.0} ms warm-up did (--warmup-ms)",
-                        probe.warmup.as_secs_f64() * 1000.0
+                        steady.warmup.as_secs_f64() * 1000.0
                     ));
                 }
             }

@@ -35,14 +35,12 @@ pub(super) fn drive(
     let plan = Plan {
         deadline,
         t0: Instant::now(),
-        steady_from_ns: 0,
-        steady_until_ns: u64::MAX,
+        steady_ns: None,
     };
     let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let plan = match spec.probe {
-        Some(p) if spec.senders > 0 => Plan {
-            steady_from_ns: nanos(p.warmup),
-            steady_until_ns: nanos(p.warmup.saturating_add(p.window)),
+    let plan = match spec.probe.and_then(|p| p.steady) {
+        Some(s) if spec.senders > 0 => Plan {
+            steady_ns: Some((nanos(s.warmup), nanos(s.warmup.saturating_add(s.window)))),
             ..plan
         },
         _ => plan,

@@ -76,14 +76,19 @@ pub(crate) struct Probe {
     pub(crate) interval: Duration,
     /// How many to send; `None`: until every reader has every pattern byte (at least one).
     pub(crate) count: Option<u64>,
-    /// Under a background load, the run's percentiles cover the probes sent in the steady
-    /// window: from `warmup` after the start, for `window`, and never once a reader had every
-    /// byte of some pattern sender (fewer senders load the relay from then on). Every relay is
-    /// then measured over the same stretch of its steady state, however long it took to start
-    /// and however soon a faster one finishes. Every probe still counts in the whole-run
-    /// figures and is still checked.
+    /// Under a background load, the window of the load whose probes the run's percentiles
+    /// cover; `None`: every probe.
+    pub(crate) steady: Option<Steady>,
+}
+
+/// The steady window of a loaded run: probes sent from `warmup` after the start, for `window`,
+/// and never once a reader had every byte of some pattern sender (fewer senders load the relay
+/// from then on). Every relay is then measured over the same stretch of its steady state, however
+/// long it took to start and however soon a faster one finishes. Every probe still counts in the
+/// whole-run figures and is still checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Steady {
     pub(crate) warmup: Duration,
-    /// The steady window's length (see `warmup`).
     pub(crate) window: Duration,
 }
 
@@ -188,11 +193,11 @@ pub(crate) struct RoomOutcome {
     pub(crate) pattern_bytes: u64,
     /// One sample per probe per reader, in nanoseconds.
     pub(crate) latencies_ns: Latencies,
-    /// The samples of the probes sent in the steady window (see [`Probe::warmup`]); with no
-    /// pattern senders, every sample.
+    /// The samples of the probes sent in the steady window (see [`Steady`]); without one,
+    /// every sample.
     pub(crate) steady_ns: Latencies,
     /// How long the steady window lasted, in seconds (shorter than asked for when the background
-    /// ended first); `None` with no pattern senders.
+    /// ended first); `None` without one.
     pub(crate) steady_secs: Option<f64>,
     /// Probe messages sent.
     pub(crate) probes_sent: u64,
@@ -249,27 +254,25 @@ pub(super) struct Plan {
     pub(super) deadline: Instant,
     /// Probe timestamps count from here.
     pub(super) t0: Instant,
-    /// The steady window, `steady_from_ns..steady_until_ns` in nanoseconds since `t0`:
-    /// `0..u64::MAX` with no pattern senders.
-    pub(super) steady_from_ns: u64,
-    pub(super) steady_until_ns: u64,
+    /// The steady window, from..until in nanoseconds since `t0`; `None`: every probe counts
+    /// (no background, or a run whose [`Probe::steady`] is `None`).
+    pub(super) steady_ns: Option<(u64, u64)>,
 }
 
 impl Plan {
     /// Whether a probe sent at `ts` (nanoseconds since `t0`) is in the steady window, given
     /// when the background ended (`u64::MAX` while it runs).
     pub(super) fn in_steady_window(&self, ts: u64, background_ended_ns: u64) -> bool {
-        ts >= self.steady_from_ns && ts < self.steady_until_ns.min(background_ended_ns)
+        match self.steady_ns {
+            Some((from, until)) => ts >= from && ts < until.min(background_ended_ns),
+            None => true,
+        }
     }
 
-    /// How long the steady window lasted, given when the background ended; `None` with no
-    /// pattern senders (no window: every probe counts).
+    /// How long the steady window lasted, given when the background ended; `None` without one.
     pub(super) fn steady_secs(&self, background_ended_ns: u64) -> Option<f64> {
-        if self.steady_until_ns == u64::MAX {
-            return None;
-        }
-        let end = self.steady_until_ns.min(background_ended_ns);
-        Some(end.saturating_sub(self.steady_from_ns) as f64 / 1e9)
+        let (from, until) = self.steady_ns?;
+        Some(until.min(background_ended_ns).saturating_sub(from) as f64 / 1e9)
     }
 }
 

@@ -63,8 +63,7 @@ fn a_tls_room_relays_completely_with_probes() {
         probe: Some(Probe {
             interval: Duration::from_millis(1),
             count: None,
-            warmup: Duration::ZERO,
-            window: Duration::from_secs(3600),
+            steady: None,
         }),
         tls: Some(pki.client.clone()),
         ..spec(6, 3, 5000, 40)
@@ -148,8 +147,7 @@ fn a_room_with_web_receivers_relays_completely_with_probes() {
             probe: Some(Probe {
                 interval: Duration::from_millis(1),
                 count: None,
-                warmup: Duration::ZERO,
-                window: Duration::from_secs(3600),
+                steady: None,
             }),
             web: Some(server.http),
             ..spec(7, 2, size, messages)
@@ -206,8 +204,7 @@ fn probes_reach_every_other_client_with_and_without_background() {
     light.probe = Some(Probe {
         interval: Duration::from_micros(200),
         count: Some(50),
-        warmup: Duration::ZERO,
-        window: Duration::from_secs(3600),
+        steady: None,
     });
     let o = run_on(Mangle::None, &light);
     assert_eq!(o.status, Status::Ok);
@@ -223,14 +220,17 @@ fn probes_reach_every_other_client_with_and_without_background() {
     loaded.probe = Some(Probe {
         interval: Duration::from_micros(100),
         count: None,
-        warmup: Duration::ZERO,
-        window: Duration::from_secs(3600),
+        steady: None,
     });
     let o = run_on(Mangle::None, &loaded);
     assert_eq!(o.status, Status::Ok);
     assert!(o.probes_sent >= 1);
     assert_eq!(o.latencies_ns.len(), o.probes_sent * 4);
-    assert!(o.steady_ns.len() <= o.latencies_ns.len());
+    assert_eq!(
+        o.steady_ns.len(),
+        o.latencies_ns.len(),
+        "without a steady window every probe counts"
+    );
     assert_eq!(o.pattern_bytes, loaded.expected_bytes());
 }
 
@@ -243,8 +243,10 @@ fn a_warm_up_longer_than_the_run_leaves_the_steady_window_empty() {
     loaded.probe = Some(Probe {
         interval: Duration::from_micros(100),
         count: None,
-        warmup: Duration::from_secs(3600),
-        window: Duration::from_secs(3600),
+        steady: Some(Steady {
+            warmup: Duration::from_secs(3600),
+            window: Duration::from_secs(3600),
+        }),
     });
     let o = run_on(Mangle::None, &loaded);
     assert_eq!(o.status, Status::Ok);
@@ -268,8 +270,7 @@ fn the_steady_window_runs_from_the_warm_up_until_the_background_ends() {
     let plan = Plan {
         deadline: Instant::now(),
         t0: Instant::now(),
-        steady_from_ns: 500,
-        steady_until_ns: 20_000,
+        steady_ns: Some((500, 20_000)),
     };
     assert!(!plan.in_steady_window(499, u64::MAX), "still warming up");
     assert!(plan.in_steady_window(500, u64::MAX));
@@ -322,8 +323,7 @@ fn spec_rejects_impossible_rooms() {
     s.probe = Some(Probe {
         interval: Duration::from_millis(1),
         count: None,
-        warmup: Duration::ZERO,
-        window: Duration::from_secs(3600),
+        steady: None,
     });
     assert!(
         s.check().is_err(),
