@@ -200,7 +200,7 @@ pub(crate) fn fill_room(record: &mut Record, spec: &RoomSpec, o: &RoomOutcome) {
         record.deliveries_per_sec = Some((o.pattern_bytes / spec.size as u64) as f64 / o.secs);
         record.mib_per_sec = Some(o.pattern_bytes as f64 / MIB / o.secs);
     }
-    if let Some(probe) = spec.probe {
+    if spec.probe.is_some() {
         let us = |ns: u64| ns as f64 / 1000.0;
         record.latency_samples = Some(o.steady_ns.len());
         record.probes_sent = Some(o.probes_sent);
@@ -210,7 +210,7 @@ pub(crate) fn fill_room(record: &mut Record, spec: &RoomSpec, o: &RoomOutcome) {
             record.p999_us = Some(us(p999));
             record.max_us = Some(us(max));
         }
-        if let Some(steady) = probe.steady.filter(|_| spec.senders > 0) {
+        if let Some(steady) = spec.steady() {
             record.warmup_ms = Some(steady.warmup.as_secs_f64() * 1000.0);
             record.steady_window_secs = o.steady_secs;
             record.whole_run_samples = Some(o.latencies_ns.len());

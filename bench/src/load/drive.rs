@@ -32,18 +32,13 @@ pub(super) fn drive(
         probes_total: AtomicU64::new(u64::MAX),
         background_ended_ns: AtomicU64::new(u64::MAX),
     });
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
     let plan = Plan {
         deadline,
         t0: Instant::now(),
-        steady_ns: None,
-    };
-    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-    let plan = match spec.probe.and_then(|p| p.steady) {
-        Some(s) if spec.senders > 0 => Plan {
-            steady_ns: Some((nanos(s.warmup), nanos(s.warmup.saturating_add(s.window)))),
-            ..plan
-        },
-        _ => plan,
+        steady_ns: spec
+            .steady()
+            .map(|s| (nanos(s.warmup), nanos(s.warmup.saturating_add(s.window)))),
     };
     let probe_index = spec.probe.map(|_| spec.senders);
     let per_sender = spec.size * spec.messages;

@@ -123,6 +123,14 @@ pub(crate) struct RoomSpec {
 }
 
 impl RoomSpec {
+    /// The steady window its probes' percentiles cover: only under a background load, and only
+    /// when the probe asks for one.
+    pub(crate) fn steady(&self) -> Option<Steady> {
+        self.probe
+            .and_then(|p| p.steady)
+            .filter(|_| self.senders > 0)
+    }
+
     /// Why this shape cannot run, if it cannot.
     pub(crate) fn check(&self) -> Result<(), String> {
         let probe = usize::from(self.probe.is_some());
