@@ -180,14 +180,7 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
             c.push(("p99 µs", opt(shown(r.p99_us), 0)));
             c.push(("p50 µs", opt(shown(r.p50_us), 0)));
             c.push(("MiB/s", opt(shown(r.mib_per_sec), 0)));
-            c.push(("p99.9 µs", opt(shown(r.p999_us), 0)));
-            c.push(("max µs", opt(shown(r.max_us), 0)));
-            c.push((
-                "samples",
-                r.latency_samples.map_or("-".into(), |n| n.to_string()),
-            ));
-            c.push(("window s", opt(r.steady_window_secs, 2)));
-            c.push(("whole-run p99 µs", opt(shown(r.whole_run_p99_us), 0)));
+            latency_tail(&mut c, r, ok);
             c.push(("secs", opt(r.secs, 2)));
             c.push(("verified", if r.verified { "yes" } else { "no" }.into()));
             c.push(("peak RSS MiB", opt(r.peak_rss_mib, 1)));
@@ -195,15 +188,8 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
         "latency" => {
             c.push(("p50 µs", opt(shown(r.p50_us), 0)));
             c.push(("p99 µs", opt(shown(r.p99_us), 0)));
-            c.push(("p99.9 µs", opt(shown(r.p999_us), 0)));
-            c.push(("max µs", opt(shown(r.max_us), 0)));
-            c.push((
-                "samples",
-                r.latency_samples.map_or("-".into(), |n| n.to_string()),
-            ));
             c.push(("bg deliveries/s", big(shown(r.deliveries_per_sec))));
-            c.push(("window s", opt(r.steady_window_secs, 2)));
-            c.push(("whole-run p99 µs", opt(shown(r.whole_run_p99_us), 0)));
+            latency_tail(&mut c, r, ok);
         }
         "scale" => {
             c.push(("clients", r.clients.to_string()));
@@ -234,6 +220,20 @@ fn columns(r: &Record) -> Vec<(&'static str, String)> {
     c.push(("server CPU s", opt(r.server_cpu_secs, 2)));
     c.push(("tool CPU s", opt(r.tool_cpu_secs, 2)));
     c
+}
+
+/// The probe columns after p50 and p99, for the runs that have probes (`ok`: the run's
+/// figures may be shown).
+fn latency_tail(c: &mut Vec<(&'static str, String)>, r: &Record, ok: bool) {
+    let shown = |v: Option<f64>| if ok { v } else { None };
+    c.push(("p99.9 µs", opt(shown(r.p999_us), 0)));
+    c.push(("max µs", opt(shown(r.max_us), 0)));
+    c.push((
+        "samples",
+        r.latency_samples.map_or("-".into(), |n| n.to_string()),
+    ));
+    c.push(("window s", opt(r.steady_window_secs, 2)));
+    c.push(("whole-run p99 µs", opt(shown(r.whole_run_p99_us), 0)));
 }
 
 /// The figure repeated runs are ranked by: throughput for fan-outs, p99 for latency; in the web
